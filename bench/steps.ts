@@ -1,0 +1,115 @@
+// One benchmark step for one tool. Every timed command is preceded by an
+// equal cache warm-up and a `sync`, and runs under GNU time.
+import { mkdir, readFile, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import type { Layout, SourceId, StepName, ToolName } from "./config.js";
+import { workHolds } from "./data.js";
+import { measure, must, type Measurement } from "./exec.js";
+import { duBytes, removeTree, warm } from "./fsutil.js";
+import type { Command, Tool } from "./tools.js";
+import { verifyRestore, type Verification } from "./verify.js";
+
+export type RecordName = StepName | "init";
+
+export interface StepRecord {
+  readonly step: RecordName;
+  readonly tool: ToolName;
+  readonly status: "ok" | "failed" | "skipped";
+  readonly error?: string;
+  readonly measurement?: Measurement;
+  /** `size` step: repository and cache sizes (du -sb). */
+  readonly repoBytes?: number;
+  readonly cacheBytes?: number;
+  readonly verification?: Verification;
+}
+
+export interface StepContext {
+  readonly lay: Layout;
+  readonly stamp: string;
+  readonly timeoutS: number;
+}
+
+/** Runs `step` for `tool`; returns one record, or two for `first` (init + backup). */
+export async function runStep(step: StepName, tool: Tool, ctx: StepContext): Promise<StepRecord[]> {
+  try {
+    switch (step) {
+      case "first":
+        return await first(tool, ctx);
+      case "unchanged":
+      case "incremental":
+        return [await backup(step, tool, ctx)];
+      case "restore":
+        return [await restore(tool, ctx)];
+      case "size":
+        return [await size(tool)];
+    }
+  } catch (err) {
+    return [{ step, tool: tool.name, status: "failed", error: err instanceof Error ? err.message : String(err) }];
+  }
+}
+
+async function timed(step: RecordName, tool: Tool, c: Command, ctx: StepContext, warmPaths: readonly string[]): Promise<StepRecord> {
+  for (const p of warmPaths) await warm(p);
+  await must("sync", []);
+  const log = join(ctx.lay.logs, `${tool.name}-${step}.log`);
+  const m = await measure(c.cmd, c.args, { env: tool.env, log, timeoutS: ctx.timeoutS, ...(c.cwd === undefined ? {} : { cwd: c.cwd }) });
+  return m.ok
+    ? { step, tool: tool.name, status: "ok", measurement: m }
+    : { step, tool: tool.name, status: "failed", error: `${m.error ?? "failed"} (log: ${log})`, measurement: m };
+}
+
+async function first(tool: Tool, ctx: StepContext): Promise<StepRecord[]> {
+  // A fresh repository and fresh caches; the password file is kept.
+  await removeTree(tool.repo);
+  await removeTree(tool.home);
+  await removeTree(restoreDir(tool));
+  await removeTree(latestFile(tool));
+  await mkdir(tool.home, { recursive: true });
+  const init = await timed("init", tool, tool.init(), ctx, []);
+  if (init.status !== "ok") return [init];
+  return [init, await backup("first", tool, ctx)];
+}
+
+async function backup(step: StepName, tool: Tool, ctx: StepContext): Promise<StepRecord> {
+  const holds = await workHolds(ctx.lay);
+  await removeTree(latestFile(tool));
+  const rec = await timed(step, tool, tool.backup(ctx.lay.work, `${step}-${ctx.stamp}`), ctx, [ctx.lay.work, tool.repo, tool.home]);
+  if (rec.status === "ok" && holds !== undefined) await writeFile(latestFile(tool), `${holds}\n`);
+  return rec;
+}
+
+/** Records which source tree the tool's latest snapshot holds, for restore checks. */
+function latestFile(tool: Tool): string {
+  return join(tool.dir, "latest.state");
+}
+
+async function latestSource(tool: Tool): Promise<SourceId> {
+  const s = (await readFile(latestFile(tool), "utf8").catch(() => "")).trim();
+  if (s === "A" || s === "B") return s;
+  throw new Error(`no successful backup recorded in ${latestFile(tool)}; run the backup steps first`);
+}
+
+function restoreDir(tool: Tool): string {
+  return join(tool.dir, "restore");
+}
+
+async function restore(tool: Tool, ctx: StepContext): Promise<StepRecord> {
+  const source = ctx.lay.src[await latestSource(tool)];
+  const target = restoreDir(tool);
+  await removeTree(target);
+  await mkdir(target, { recursive: true });
+  try {
+    const rec = await timed("restore", tool, await tool.restore(target), ctx, [tool.repo, tool.home]);
+    if (rec.status !== "ok") return rec;
+    const verification = await verifyRestore(source, ctx.lay.work, target, join(ctx.lay.logs, `${tool.name}-verify.log`));
+    return verification.ok
+      ? { ...rec, verification }
+      : { ...rec, status: "failed", error: `restore differs: ${verification.detail}`, verification };
+  } finally {
+    await removeTree(target);
+  }
+}
+
+async function size(tool: Tool): Promise<StepRecord> {
+  return { step: "size", tool: tool.name, status: "ok", repoBytes: await duBytes(tool.repo), cacheBytes: await duBytes(tool.home) };
+}

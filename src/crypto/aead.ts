@@ -1,0 +1,54 @@
+// Authenticated encryption of every stored object: AES-256-GCM with a random 96-bit nonce per
+// object. Layout of a sealed object: nonce (12) || ciphertext || tag (16). The optional AAD binds an
+// object to its role so a sealed blob cannot be replayed as, say, a snapshot.
+import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
+
+export const NONCE_LEN = 12;
+export const TAG_LEN = 16;
+export const SEAL_OVERHEAD = NONCE_LEN + TAG_LEN;
+
+export class AuthError extends Error {
+  constructor() {
+    super('authentication failed');
+    this.name = 'AuthError';
+  }
+}
+
+/** Seals `parts` (concatenated) into a fresh, exactly sized Uint8Array (safe to transfer between threads). */
+export function seal(key: Uint8Array, parts: readonly Uint8Array[], aad?: Uint8Array): Uint8Array {
+  const nonce = randomBytes(NONCE_LEN);
+  const cipher = createCipheriv('aes-256-gcm', key, nonce);
+  if (aad !== undefined) cipher.setAAD(aad);
+  let plainLen = 0;
+  for (const p of parts) plainLen += p.length;
+  const out = new Uint8Array(NONCE_LEN + plainLen + TAG_LEN);
+  out.set(nonce, 0);
+  let off = NONCE_LEN;
+  for (const p of parts) {
+    const c = cipher.update(p);
+    out.set(c, off);
+    off += c.length;
+  }
+  const fin = cipher.final();
+  out.set(fin, off);
+  off += fin.length;
+  out.set(cipher.getAuthTag(), off);
+  return out;
+}
+
+/** Opens a sealed object; throws AuthError if it was altered or the key is wrong. */
+export function open(key: Uint8Array, sealed: Uint8Array, aad?: Uint8Array): Buffer {
+  if (sealed.length < SEAL_OVERHEAD) throw new AuthError();
+  const nonce = sealed.subarray(0, NONCE_LEN);
+  const tag = sealed.subarray(sealed.length - TAG_LEN);
+  const decipher = createDecipheriv('aes-256-gcm', key, nonce);
+  if (aad !== undefined) decipher.setAAD(aad);
+  decipher.setAuthTag(tag);
+  const body = decipher.update(sealed.subarray(NONCE_LEN, sealed.length - TAG_LEN));
+  try {
+    const fin = decipher.final();
+    return fin.length === 0 ? body : Buffer.concat([body, fin]);
+  } catch {
+    throw new AuthError();
+  }
+}

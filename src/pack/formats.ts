@@ -1,0 +1,141 @@
+// Binary layouts of pack trailers and index files (see docs/design.md, "Packs" and "Index").
+// Both are sealed with AES-256-GCM under role-specific AAD, so one cannot be swapped for the other.
+import { Compressor, Decompressor } from 'zstd-napi';
+import { open, seal } from '../crypto/aead.js';
+import { ID_LEN, type BlobTypeCode } from './blob-index.js';
+
+export const TRAILER_AAD = Buffer.from('bulwark pack trailer');
+export const INDEX_AAD = Buffer.from('bulwark index');
+const PACK_MAGIC = 0x4b505742; // "BWPK" little-endian
+const INDEX_MAGIC = 0x58495742; // "BWIX"
+const VERSION = 1;
+
+export interface PackBlob {
+  id: Uint8Array;
+  offset: number;
+  stored: number;
+  raw: number;
+}
+
+export interface PackDescriptor {
+  id: Uint8Array;
+  type: BlobTypeCode;
+  blobs: PackBlob[];
+}
+
+const TRAILER_ENTRY = 8 + ID_LEN;
+
+/** Sealed trailer followed by its length as u32 LE: the last bytes of every pack. */
+export function encodeTrailer(encKey: Uint8Array, type: BlobTypeCode, blobs: readonly PackBlob[]): Buffer {
+  const body = Buffer.allocUnsafe(10 + blobs.length * TRAILER_ENTRY);
+  body.writeUInt32LE(PACK_MAGIC, 0);
+  body.writeUInt8(VERSION, 4);
+  body.writeUInt8(type, 5);
+  body.writeUInt32LE(blobs.length, 6);
+  let o = 10;
+  for (const b of blobs) {
+    body.writeUInt32LE(b.stored, o);
+    body.writeUInt32LE(b.raw, o + 4);
+    body.set(b.id, o + 8);
+    o += TRAILER_ENTRY;
+  }
+  const sealed = seal(encKey, [body], TRAILER_AAD);
+  const out = Buffer.allocUnsafe(sealed.length + 4);
+  out.set(sealed, 0);
+  out.writeUInt32LE(sealed.length, sealed.length);
+  return out;
+}
+
+/** Parses a sealed trailer (without the length suffix). Offsets are recomputed from blob order. */
+export function decodeTrailer(encKey: Uint8Array, sealed: Uint8Array): { type: BlobTypeCode; blobs: PackBlob[] } {
+  const body = open(encKey, sealed, TRAILER_AAD);
+  if (body.length < 10 || body.readUInt32LE(0) !== PACK_MAGIC || body.readUInt8(4) !== VERSION) {
+    throw new Error('bad pack trailer header');
+  }
+  const type = body.readUInt8(5) as BlobTypeCode;
+  const count = body.readUInt32LE(6);
+  if (body.length !== 10 + count * TRAILER_ENTRY) throw new Error('bad pack trailer length');
+  const blobs: PackBlob[] = [];
+  let o = 10;
+  let offset = 0;
+  for (let i = 0; i < count; i++) {
+    const stored = body.readUInt32LE(o);
+    blobs.push({ stored, raw: body.readUInt32LE(o + 4), id: Buffer.from(body.subarray(o + 8, o + 8 + ID_LEN)), offset });
+    offset += stored;
+    o += TRAILER_ENTRY;
+  }
+  return { type, blobs };
+}
+
+const INDEX_ENTRY = 12 + ID_LEN;
+
+export function encodeIndex(encKey: Uint8Array, packs: readonly PackDescriptor[], supersedes: readonly Uint8Array[] = []): Uint8Array {
+  let size = 13 + supersedes.length * ID_LEN;
+  for (const p of packs) size += ID_LEN + 5 + p.blobs.length * INDEX_ENTRY;
+  const body = Buffer.allocUnsafe(size);
+  body.writeUInt32LE(INDEX_MAGIC, 0);
+  body.writeUInt8(VERSION, 4);
+  body.writeUInt32LE(supersedes.length, 5);
+  let o = 9;
+  for (const s of supersedes) {
+    body.set(s, o);
+    o += ID_LEN;
+  }
+  body.writeUInt32LE(packs.length, o);
+  o += 4;
+  for (const p of packs) {
+    body.set(p.id, o);
+    body.writeUInt8(p.type, o + ID_LEN);
+    body.writeUInt32LE(p.blobs.length, o + ID_LEN + 1);
+    o += ID_LEN + 5;
+    for (const b of p.blobs) {
+      body.writeUInt32LE(b.offset, o);
+      body.writeUInt32LE(b.stored, o + 4);
+      body.writeUInt32LE(b.raw, o + 8);
+      body.set(b.id, o + 12);
+      o += INDEX_ENTRY;
+    }
+  }
+  const c = new Compressor();
+  c.setParameters({ compressionLevel: 3 });
+  return seal(encKey, [c.compress(body)], INDEX_AAD);
+}
+
+export interface IndexFile {
+  supersedes: Buffer[];
+  packs: PackDescriptor[];
+}
+
+export function decodeIndex(encKey: Uint8Array, sealed: Uint8Array): IndexFile {
+  const body = new Decompressor().decompress(open(encKey, sealed, INDEX_AAD));
+  if (body.length < 13 || body.readUInt32LE(0) !== INDEX_MAGIC || body.readUInt8(4) !== VERSION) {
+    throw new Error('bad index header');
+  }
+  const ns = body.readUInt32LE(5);
+  let o = 9;
+  const supersedes: Buffer[] = [];
+  for (let i = 0; i < ns; i++, o += ID_LEN) supersedes.push(Buffer.from(body.subarray(o, o + ID_LEN)));
+  const np = body.readUInt32LE(o);
+  o += 4;
+  const packs: PackDescriptor[] = [];
+  for (let i = 0; i < np; i++) {
+    if (o + ID_LEN + 5 > body.length) throw new Error('index truncated');
+    const id = Buffer.from(body.subarray(o, o + ID_LEN));
+    const type = body.readUInt8(o + ID_LEN) as BlobTypeCode;
+    const nb = body.readUInt32LE(o + ID_LEN + 1);
+    o += ID_LEN + 5;
+    if (o + nb * INDEX_ENTRY > body.length) throw new Error('index truncated');
+    const blobs: PackBlob[] = [];
+    for (let j = 0; j < nb; j++, o += INDEX_ENTRY) {
+      blobs.push({
+        offset: body.readUInt32LE(o),
+        stored: body.readUInt32LE(o + 4),
+        raw: body.readUInt32LE(o + 8),
+        id: body.subarray(o + 12, o + 12 + ID_LEN),
+      });
+    }
+    packs.push({ id, type, blobs });
+  }
+  if (o !== body.length) throw new Error('index has trailing bytes');
+  return { supersedes, packs };
+}

@@ -1,0 +1,210 @@
+// A repository: storage + keys + config + the master index. This is the "pack" layer's public face:
+// callers above it (tree, snapshot, commands) see blobs by ID, sealed JSON documents and locks, and
+// never touch pack offsets or storage names themselves.
+import { randomBytes } from 'node:crypto';
+import { DEFAULT_CHUNKER, type ChunkerParams } from '../chunker/fastcdc.js';
+import { blobId, DEFAULT_KDF, sha256, deriveKeys, newMasterSecret, type KdfParams, type RepoKeys } from '../crypto/keys.js';
+import { BulwarkError, isBulwarkError } from '../errors.js';
+import { BlobCodec } from '../pack/blob-codec.js';
+import { BlobIndex, type BlobTypeCode } from '../pack/blob-index.js';
+import { decodeIndex } from '../pack/formats.js';
+import type { Storage } from '../storage/storage.js';
+import { addSlot, unlock } from './key-slots.js';
+import { corrupt, getJSON, sealJSON } from './objects.js';
+
+export const REPO_VERSION = 1;
+
+export interface RepoConfig {
+  version: number;
+  id: string;
+  created: string;
+  chunker: ChunkerParams;
+  compression: number;
+  packSize: number;
+}
+
+export interface InitOptions {
+  kdf?: KdfParams;
+  chunker?: ChunkerParams;
+  compression?: number;
+  packSize?: number;
+}
+
+export class Repository {
+  readonly index = new BlobIndex();
+  readonly indexFiles = new Set<string>();
+  private readonly codec: BlobCodec;
+  private readonly treeCache = new Map<string, Buffer>();
+
+  private constructor(
+    readonly storage: Storage,
+    readonly keys: RepoKeys,
+    readonly config: RepoConfig,
+    readonly keyId: string,
+    readonly master: Buffer,
+  ) {
+    this.codec = new BlobCodec(keys.enc, config.compression);
+  }
+
+  static async init(storage: Storage, password: string, opts: InitOptions = {}): Promise<Repository> {
+    if (password.length === 0) {
+      throw new BulwarkError('NO_PASSWORD', 'an empty password is not allowed', { hint: 'set BULWARK_PASSWORD or --password-file' });
+    }
+    await storage.create();
+    const master = newMasterSecret();
+    const keys = deriveKeys(master);
+    const config: RepoConfig = {
+      version: REPO_VERSION,
+      id: randomBytes(16).toString('hex'),
+      created: new Date().toISOString(),
+      chunker: opts.chunker ?? DEFAULT_CHUNKER,
+      compression: opts.compression ?? 3,
+      packSize: opts.packSize ?? 16 * 1024 * 1024,
+    };
+    const keyId = await addSlot(storage, master, password, opts.kdf ?? DEFAULT_KDF);
+    try {
+      await storage.write({ kind: 'config', name: 'config' }, sealJSON(keys.enc, 'config', config));
+    } catch (err) {
+      if (isBulwarkError(err, 'OBJECT_EXISTS')) {
+        throw new BulwarkError('REPO_EXISTS', `a repository already exists at ${storage.location}`, { subject: storage.location });
+      }
+      throw err;
+    }
+    return new Repository(storage, keys, config, keyId, master);
+  }
+
+  static async open(storage: Storage, password: string): Promise<Repository> {
+    let hasConfig = false;
+    for await (const _ of storage.list('config')) hasConfig = true;
+    if (!hasConfig) {
+      throw new BulwarkError('REPO_NOT_FOUND', `there is no repository at ${storage.location}`, {
+        subject: storage.location,
+        hint: 'check --repo / BULWARK_REPO, or run `bulwark init` to create one',
+      });
+    }
+    const { keyId, master } = await unlock(storage, password);
+    const keys = deriveKeys(master);
+    let raw: unknown;
+    try {
+      raw = await getJSON(storage, keys.enc, 'config', 'config');
+    } catch (err) {
+      if (isBulwarkError(err, 'OBJECT_CORRUPT')) {
+        throw new BulwarkError('REPO_FOREIGN', `the config of ${storage.location} does not belong to its keys`, {
+          subject: 'config',
+          hint: 'the repository config was replaced or damaged',
+        });
+      }
+      throw err;
+    }
+    const config = raw as RepoConfig;
+    if (config.version !== REPO_VERSION) {
+      throw new BulwarkError('REPO_VERSION', `repository format ${String(config.version)} is not supported (this Bulwark reads ${REPO_VERSION})`, {
+        subject: 'config',
+        hint: 'upgrade Bulwark',
+      });
+    }
+    return new Repository(storage, keys, config, keyId, master);
+  }
+
+  /** Loads every index file into the master index. Damaged index files are errors naming the file. */
+  async loadIndex(): Promise<void> {
+    const names: string[] = [];
+    for await (const o of this.storage.list('index')) if (!this.indexFiles.has(o.name)) names.push(o.name);
+    await mapLimit(names, 8, async (name) => {
+      const idx = await this.readIndexFile(name);
+      this.addToIndex(idx.packs);
+      this.indexFiles.add(name);
+    });
+    this.index.compact();
+  }
+
+  async readIndexFile(name: string): Promise<ReturnType<typeof decodeIndex>> {
+    const bytes = await this.storage.read({ kind: 'index', name });
+    if (sha256(bytes).toString('hex') !== name) throw corrupt('index', name, 'content does not match its name');
+    try {
+      return decodeIndex(this.keys.enc, bytes);
+    } catch (err) {
+      throw corrupt('index', name, err instanceof Error ? err.message : String(err));
+    }
+  }
+
+  addToIndex(packs: ReturnType<typeof decodeIndex>['packs']): void {
+    for (const p of packs) {
+      const pack = this.index.packs.add(p.id, p.type);
+      for (const b of p.blobs) this.index.add(b.id, { pack, offset: b.offset, stored: b.stored, raw: b.raw });
+    }
+  }
+
+  blobId(data: Uint8Array): Buffer {
+    return blobId(this.keys.id, data);
+  }
+
+  newCodec(): BlobCodec {
+    return new BlobCodec(this.keys.enc, this.config.compression);
+  }
+
+  /** Reads one blob, checking its authenticity and that its content matches its ID. */
+  async readBlob(id: Uint8Array): Promise<Buffer> {
+    const e = this.index.find(id);
+    const hex = Buffer.from(id).toString('hex');
+    if (e < 0) {
+      throw new BulwarkError('BLOB_MISSING', `blob ${hex} is not in the index`, {
+        subject: `blob ${hex}`,
+        hint: 'run `bulwark check` to see which snapshots are affected',
+      });
+    }
+    const loc = this.index.location(e);
+    const pack = this.index.packs.hex(loc.pack);
+    const stored = await this.storage.read({ kind: 'data', name: pack }, loc.offset, loc.stored);
+    return this.decodeBlob(stored, id, pack, loc.offset);
+  }
+
+  decodeBlob(stored: Uint8Array, id: Uint8Array, pack: string, offset: number, codec: BlobCodec = this.codec): Buffer {
+    const hex = Buffer.from(id).toString('hex');
+    let plain: Buffer;
+    try {
+      plain = codec.decode(stored);
+    } catch (err) {
+      throw packCorrupt(pack, hex, offset, err instanceof Error ? err.message : String(err));
+    }
+    if (!blobId(this.keys.id, plain).equals(id)) throw packCorrupt(pack, hex, offset, 'content does not match blob ID');
+    return plain;
+  }
+
+  /** Trees are read repeatedly (ls, diff, restore, parent lookups); keep a bounded cache. */
+  async readTreeBlob(id: Uint8Array): Promise<Buffer> {
+    const hex = Buffer.from(id).toString('hex');
+    const hit = this.treeCache.get(hex);
+    if (hit !== undefined) return hit;
+    const data = await this.readBlob(id);
+    if (this.treeCache.size > 4096) this.treeCache.clear();
+    this.treeCache.set(hex, data);
+    return data;
+  }
+
+  async addKey(password: string, kdf: KdfParams = DEFAULT_KDF): Promise<string> {
+    return addSlot(this.storage, this.master, password, kdf);
+  }
+
+  packType(pack: number): BlobTypeCode {
+    return this.index.packs.type(pack);
+  }
+}
+
+export function packCorrupt(pack: string, blob: string, offset: number, why: string): BulwarkError {
+  return new BulwarkError('PACK_CORRUPT', `pack ${pack}: blob ${blob} at offset ${offset} is damaged (${why})`, {
+    subject: `data/${pack}`,
+    hint: 'run `bulwark check --read-data` to list every damaged object; restore from another copy of the repository',
+  });
+}
+
+export async function mapLimit<T>(items: readonly T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {
+  let next = 0;
+  const run = async (): Promise<void> => {
+    while (next < items.length) {
+      const item = items[next++] as T;
+      await fn(item);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, run));
+}

@@ -1,0 +1,94 @@
+// Tree blobs: one per directory, holding that directory's entries sorted by name. The encoding is
+// deterministic (fixed key order, sorted nodes, no whitespace), so an unchanged directory encodes to
+// the same bytes, gets the same keyed ID and is stored once.
+import type { BigIntStats } from 'node:fs';
+import { BulwarkError } from '../errors.js';
+
+export type NodeType = 'file' | 'dir' | 'symlink' | 'fifo' | 'chardev' | 'blockdev' | 'socket';
+
+export interface TreeNode {
+  name: string;
+  type: NodeType;
+  /** Permission bits including setuid/setgid/sticky (mode & 0o7777). */
+  mode: number;
+  uid: number;
+  gid: number;
+  /** Nanoseconds since the epoch, as a decimal string (exact; too large for a JS number). */
+  mtime: string;
+  ctime: string;
+  inode: string;
+  dev: string;
+  links: number;
+  size?: number;
+  content?: string[];
+  subtree?: string;
+  target?: string;
+  rdev?: number;
+}
+
+export function typeOf(st: BigIntStats): NodeType {
+  if (st.isFile()) return 'file';
+  if (st.isDirectory()) return 'dir';
+  if (st.isSymbolicLink()) return 'symlink';
+  if (st.isFIFO()) return 'fifo';
+  if (st.isCharacterDevice()) return 'chardev';
+  if (st.isBlockDevice()) return 'blockdev';
+  return 'socket';
+}
+
+export function nodeFromStat(name: string, st: BigIntStats): TreeNode {
+  const n: TreeNode = {
+    name,
+    type: typeOf(st),
+    mode: Number(st.mode & 0o7777n),
+    uid: Number(st.uid),
+    gid: Number(st.gid),
+    mtime: st.mtimeNs.toString(),
+    ctime: st.ctimeNs.toString(),
+    inode: st.ino.toString(),
+    dev: st.dev.toString(),
+    links: Number(st.nlink),
+  };
+  if (n.type === 'chardev' || n.type === 'blockdev') n.rdev = Number(st.rdev);
+  return n;
+}
+
+/** Canonical form: keys always in this order, absent optionals omitted. */
+function canonical(n: TreeNode): TreeNode {
+  const c: TreeNode = {
+    name: n.name,
+    type: n.type,
+    mode: n.mode,
+    uid: n.uid,
+    gid: n.gid,
+    mtime: n.mtime,
+    ctime: n.ctime,
+    inode: n.inode,
+    dev: n.dev,
+    links: n.links,
+  };
+  if (n.size !== undefined) c.size = n.size;
+  if (n.content !== undefined) c.content = n.content;
+  if (n.subtree !== undefined) c.subtree = n.subtree;
+  if (n.target !== undefined) c.target = n.target;
+  if (n.rdev !== undefined) c.rdev = n.rdev;
+  return c;
+}
+
+export function encodeTree(nodes: TreeNode[]): Buffer {
+  const sorted = [...nodes].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  return Buffer.from(JSON.stringify({ nodes: sorted.map(canonical) }));
+}
+
+export function decodeTree(data: Uint8Array, id: string): TreeNode[] {
+  try {
+    const v = JSON.parse(Buffer.from(data.buffer, data.byteOffset, data.length).toString('utf8')) as { nodes?: unknown };
+    if (!Array.isArray(v.nodes)) throw new Error('no nodes');
+    return v.nodes as TreeNode[];
+  } catch (err) {
+    throw new BulwarkError('TREE_CORRUPT', `tree ${id} cannot be decoded: ${err instanceof Error ? err.message : String(err)}`, {
+      subject: `tree ${id}`,
+      hint: 'run `bulwark check` to see which snapshots are affected',
+    });
+  }
+}

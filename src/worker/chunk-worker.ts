@@ -1,0 +1,132 @@
+// Chunk worker: reads files, cuts them into content-defined chunks, computes keyed IDs, and for
+// chunks the repository does not already hold, compresses and seals them. Uses synchronous file I/O
+// on purpose: inside a worker it costs no event-loop time and avoids a thread-pool hop per call.
+import * as fs from 'node:fs';
+import { parentPort, workerData } from 'node:worker_threads';
+import { Chunker } from '../chunker/fastcdc.js';
+import { blobId } from '../crypto/keys.js';
+import { SharedIndexReader } from '../pack/blob-index.js';
+import { BlobCodec } from '../pack/blob-codec.js';
+import { sysCode } from '../errors.js';
+import type { BatchMsg, FilePart, ResultMsg, ToWorker, WorkerInit } from './protocol.js';
+
+const init = workerData as WorkerInit;
+const port = parentPort!;
+const chunker = new Chunker(init.gear, init.chunker);
+const codec = new BlobCodec(init.encKey, init.level);
+let known = new SharedIndexReader(init.index);
+const inflight = new Int32Array(init.inflight);
+const buf = Buffer.allocUnsafe(Math.max(2 * init.chunker.max, 4 * 1024 * 1024));
+const FLUSH_BYTES = 4 * 1024 * 1024;
+
+class Outbox {
+  parts: FilePart[] = [];
+  transfer: ArrayBuffer[] = [];
+  bytes = 0;
+  constructor(private readonly batch: number) {}
+
+  send(done: boolean): void {
+    const msg: ResultMsg = { t: 'res', batch: this.batch, parts: this.parts, done };
+    port.postMessage(msg, this.transfer);
+    this.parts = [];
+    this.transfer = [];
+    this.bytes = 0;
+  }
+}
+
+/** Blocks this worker while the main thread holds too many sealed bytes it has not stored yet. */
+function waitForRoom(out: Outbox): void {
+  if (Atomics.load(inflight, 0) <= init.inflightLimit) return;
+  if (out.parts.length > 0) out.send(false);
+  for (;;) {
+    const cur = Atomics.load(inflight, 0);
+    if (cur <= init.inflightLimit) return;
+    Atomics.wait(inflight, 0, cur, 200);
+  }
+}
+
+function processFile(f: number, path: string, out: Outbox): void {
+  let fd: number;
+  try {
+    fd = fs.openSync(path, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW);
+  } catch (err) {
+    out.parts.push({ f, ids: new Uint8Array(0), raws: [], blobs: [], end: true, err: errInfo(err) });
+    return;
+  }
+  let part: FilePart = { f, ids: new Uint8Array(0), raws: [], blobs: [], end: false };
+  let ids: Buffer[] = [];
+  let size = 0;
+  const flushPart = (end: boolean): void => {
+    part.ids = Buffer.concat(ids);
+    part.end = end;
+    out.parts.push(part);
+    part = { f, ids: new Uint8Array(0), raws: [], blobs: [], end: false };
+    ids = [];
+  };
+  try {
+    let filled = 0;
+    let pos = 0;
+    let eof = false;
+    for (;;) {
+      if (!eof && filled - pos < chunker.max) {
+        if (pos > 0) {
+          buf.copyWithin(0, pos, filled);
+          filled -= pos;
+          pos = 0;
+        }
+        while (filled < buf.length) {
+          const n = fs.readSync(fd, buf, filled, buf.length - filled, null);
+          if (n === 0) {
+            eof = true;
+            break;
+          }
+          filled += n;
+        }
+      }
+      if (pos === filled) break;
+      const len = chunker.cut(buf, pos, filled);
+      const chunk = buf.subarray(pos, pos + len);
+      pos += len;
+      size += len;
+      const id = blobId(init.idKey, chunk);
+      ids.push(id);
+      part.raws.push(len);
+      if (known.has(id)) {
+        part.blobs.push(null);
+      } else {
+        waitForRoom(out);
+        const sealed = codec.encode(chunk);
+        Atomics.add(inflight, 0, sealed.length);
+        part.blobs.push(sealed);
+        out.transfer.push(sealed.buffer as ArrayBuffer);
+        out.bytes += sealed.length;
+      }
+      if (out.bytes >= FLUSH_BYTES) {
+        flushPart(false);
+        out.send(false);
+      }
+    }
+    part.size = size;
+    flushPart(true);
+  } catch (err) {
+    part.err = errInfo(err);
+    flushPart(true);
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+function errInfo(err: unknown): { code: string; message: string } {
+  return { code: sysCode(err) ?? 'EIO', message: err instanceof Error ? err.message : String(err) };
+}
+
+port.on('message', (msg: ToWorker) => {
+  if (msg.t === 'index') {
+    known = new SharedIndexReader(msg.index);
+    return;
+  }
+  const batch: BatchMsg = msg;
+  const out = new Outbox(batch.id);
+  batch.files.forEach((file, f) => processFile(f, file.path, out));
+  out.send(true);
+});
