@@ -71,24 +71,34 @@ export class WorkerPool {
     Atomics.notify(this.inflightView, 0);
   };
 
-  /** Waits for queue room; call before `save`. */
-  async acquire(): Promise<void> {
+  /** Takes a queue place if one is free right now. */
+  tryAcquire(): boolean {
     if (this.failure !== undefined) throw this.failure;
-    if (this.queued < this.maxQueued) {
-      this.queued++;
-      return;
-    }
+    if (this.queued >= this.maxQueued) return false;
+    this.queued++;
+    return true;
+  }
+
+  /** Waits for a queue place and takes it; call before `save`. */
+  async acquire(): Promise<void> {
+    while (!this.tryAcquire()) await this.room();
+  }
+
+  /** Resolves when the queue has room (without taking it): lets the walker pace itself. */
+  async room(): Promise<void> {
+    if (this.failure !== undefined) throw this.failure;
+    if (this.queued < this.maxQueued) return;
     this.flushBatch();
     await new Promise<void>((r) => this.waiters.push(r));
     if (this.failure !== undefined) throw this.failure;
-    this.queued++;
   }
 
-  /** Queues a file (after `acquire`); the promise resolves when all its chunks are handed over. */
+  /** Queues a file (after taking a place); resolves when all its chunks are handed over. */
   save(path: string): Promise<FileResult> {
     return new Promise<FileResult>((resolve) => {
       this.batch.push({ job: { path }, ids: [], resolve });
       if (this.batch.length >= BATCH_FILES) this.flushBatch();
+      else if (this.batch.length === 1) setImmediate(() => this.flushBatch());
     });
   }
 
@@ -138,8 +148,7 @@ export class WorkerPool {
 
   private done(): void {
     this.queued--;
-    const w = this.waiters.shift();
-    if (w !== undefined) w();
+    for (const w of this.waiters.splice(0)) w();
   }
 
   private fail(err: Error): void {

@@ -1,0 +1,235 @@
+// The archiver walks the source paths and turns them into tree blobs, handing file contents to the
+// chunk workers. It reads directories and stats synchronously (cheap calls, no thread-pool hop) and
+// keeps many files in flight: a directory dispatches its files, starts its subdirectories, and only
+// then waits, so the workers never run dry at directory boundaries.
+//
+// A file whose size, mtime, ctime and inode match the parent snapshot's node, and whose blobs are all
+// indexed, is not read again: its node reuses the parent's content list.
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { BulwarkError, sysCode } from '../errors.js';
+import { BlobType } from '../pack/blob-index.js';
+import type { BlobCodec } from '../pack/blob-codec.js';
+import type { Packer } from '../pack/packer.js';
+import type { Repository } from '../repo/repository.js';
+import { encodeTree, nodeFromStat, type TreeNode } from '../tree/node.js';
+import { loadTree } from '../tree/tree-reader.js';
+import type { Excluder } from './exclude.js';
+import type { WorkerPool } from './worker-pool.js';
+
+export interface Warning {
+  path: string;
+  code: string;
+  message: string;
+}
+
+export interface Progress {
+  files: number;
+  dirs: number;
+  bytes: number;
+  errors: number;
+  current: string;
+}
+
+export interface ArchiveStats {
+  filesNew: number;
+  filesChanged: number;
+  filesUnmodified: number;
+  dirsNew: number;
+  dirsChanged: number;
+  dirsUnmodified: number;
+  treeBlobs: number;
+}
+
+/** A node of the virtual tree that connects "/" to each backed-up path. */
+export interface PathTrie {
+  children: Map<string, PathTrie>;
+  /** Set where a requested path ends: everything below comes from the filesystem. */
+  leaf: boolean;
+}
+
+export function buildTrie(paths: readonly string[]): PathTrie {
+  const root: PathTrie = { children: new Map(), leaf: false };
+  for (const p of paths) {
+    let t = root;
+    for (const c of p.split('/').filter((x) => x !== '')) {
+      let next = t.children.get(c);
+      if (next === undefined) {
+        next = { children: new Map(), leaf: false };
+        t.children.set(c, next);
+      }
+      t = next;
+    }
+    t.leaf = true;
+  }
+  return root;
+}
+
+export class Archiver {
+  readonly warnings: Warning[] = [];
+  readonly progress: Progress = { files: 0, dirs: 0, bytes: 0, errors: 0, current: '' };
+  readonly stats: ArchiveStats = { filesNew: 0, filesChanged: 0, filesUnmodified: 0, dirsNew: 0, dirsChanged: 0, dirsUnmodified: 0, treeBlobs: 0 };
+
+  constructor(
+    private readonly repo: Repository,
+    private readonly packer: Packer,
+    private readonly pool: WorkerPool,
+    private readonly excluder: Excluder,
+    private readonly codec: BlobCodec,
+  ) {}
+
+  private warn(p: string, code: string, message: string): void {
+    this.warnings.push({ path: p, code, message });
+    this.progress.errors++;
+  }
+
+  /** Stores a tree blob (once) and returns its ID. */
+  saveTree(nodes: TreeNode[]): string {
+    const data = encodeTree(nodes);
+    const id = this.repo.blobId(data);
+    if (!this.packer.has(id)) {
+      this.packer.add(BlobType.tree, id, this.codec.encode(data), data.length);
+      this.stats.treeBlobs++;
+    }
+    return id.toString('hex');
+  }
+
+  private async parentNodes(treeId: string | undefined): Promise<Map<string, TreeNode> | undefined> {
+    if (treeId === undefined) return undefined;
+    try {
+      return new Map((await loadTree(this.repo, treeId)).map((n) => [n.name, n]));
+    } catch {
+      return undefined; // an unreadable parent only costs re-reading files
+    }
+  }
+
+  /** Archives the virtual tree from "/" down to each requested path; returns the root tree ID. */
+  async archiveTrie(trie: PathTrie, abs: string, parentTree: string | undefined): Promise<string> {
+    const parent = await this.parentNodes(parentTree);
+    const pending: Array<Promise<TreeNode | null>> = [];
+    for (const [name, child] of [...trie.children].sort(([a], [b]) => (a < b ? -1 : 1))) {
+      const p = abs === '/' ? `/${name}` : `${abs}/${name}`;
+      const prev = parent?.get(name);
+      if (child.leaf) {
+        pending.push(this.entry(p, name, prev));
+        continue;
+      }
+      let st: fs.BigIntStats;
+      try {
+        st = fs.lstatSync(p, { bigint: true });
+      } catch (err) {
+        throw new BulwarkError('PATH_NOT_FOUND', `cannot read ${p}: ${err instanceof Error ? err.message : String(err)}`, { subject: p });
+      }
+      const node = nodeFromStat(name, st);
+      pending.push(this.archiveTrie(child, p, prev?.subtree).then((subtree) => ({ ...node, subtree })));
+    }
+    this.pool.flushBatch();
+    const nodes = (await Promise.all(pending)).filter((n): n is TreeNode => n !== null);
+    return this.saveTree(nodes);
+  }
+
+  /** One filesystem entry (file, directory, link, special file); null if it must be skipped. */
+  private async entry(p: string, name: string, prev: TreeNode | undefined): Promise<TreeNode | null> {
+    let st: fs.BigIntStats;
+    try {
+      st = fs.lstatSync(p, { bigint: true });
+    } catch (err) {
+      this.warn(p, sysCode(err) ?? 'EIO', err instanceof Error ? err.message : String(err));
+      return null;
+    }
+    const node = nodeFromStat(name, st);
+    switch (node.type) {
+      case 'dir':
+        return this.dir(p, node, prev);
+      case 'file':
+        return this.file(p, node, st, prev);
+      case 'symlink':
+        try {
+          node.target = fs.readlinkSync(p);
+        } catch (err) {
+          this.warn(p, sysCode(err) ?? 'EIO', err instanceof Error ? err.message : String(err));
+          return null;
+        }
+        this.progress.files++;
+        return node;
+      default:
+        this.progress.files++;
+        return node;
+    }
+  }
+
+  private unchanged(prev: TreeNode | undefined, node: TreeNode, size: bigint): boolean {
+    if (prev === undefined || prev.type !== 'file' || prev.content === undefined) return false;
+    if (prev.size !== Number(size) || prev.mtime !== node.mtime || prev.ctime !== node.ctime || prev.inode !== node.inode) return false;
+    return prev.content.every((h) => this.repo.index.has(Buffer.from(h, 'hex')));
+  }
+
+  private async file(p: string, node: TreeNode, st: fs.BigIntStats, prev: TreeNode | undefined): Promise<TreeNode | null> {
+    if (this.unchanged(prev, node, st.size)) {
+      node.size = prev!.size!;
+      node.content = prev!.content!;
+      this.stats.filesUnmodified++;
+      this.progress.files++;
+      this.progress.bytes += node.size;
+      return node;
+    }
+    if (!this.pool.tryAcquire()) await this.pool.acquire();
+    this.progress.current = p;
+    const r = await this.pool.save(p);
+    if (r.err !== undefined) {
+      this.warn(p, r.err.code, r.err.message);
+      return null;
+    }
+    node.size = r.size;
+    node.content = r.content.map((b) => b.toString('hex'));
+    if (prev === undefined) this.stats.filesNew++;
+    else this.stats.filesChanged++;
+    this.progress.files++;
+    this.progress.bytes += r.size;
+    return node;
+  }
+
+  private async dir(p: string, node: TreeNode, prev: TreeNode | undefined): Promise<TreeNode> {
+    await this.pool.room();
+    const parent = await this.parentNodes(prev?.type === 'dir' ? prev.subtree : undefined);
+    let names: string[] = [];
+    try {
+      names = fs.readdirSync(p).sort();
+    } catch (err) {
+      this.warn(p, sysCode(err) ?? 'EIO', err instanceof Error ? err.message : String(err));
+    }
+    const pending: Array<Promise<TreeNode | null>> = [];
+    for (const name of names) {
+      const child = p === '/' ? `/${name}` : `${p}/${name}`;
+      if (!this.excluder.empty && this.excluder.excluded(child)) continue;
+      pending.push(this.entry(child, name, parent?.get(name)));
+    }
+    this.pool.flushBatch();
+    const nodes = (await Promise.all(pending)).filter((n): n is TreeNode => n !== null);
+    node.subtree = this.saveTree(nodes);
+    this.progress.dirs++;
+    if (prev === undefined) this.stats.dirsNew++;
+    else if (prev.subtree === node.subtree) this.stats.dirsUnmodified++;
+    else this.stats.dirsChanged++;
+    await this.packer.maybeWriteIndex();
+    return node;
+  }
+}
+
+export function absolutePaths(paths: readonly string[]): string[] {
+  const out = paths.map((p) => path.resolve(p).split(path.sep).join('/'));
+  for (const p of out) {
+    if (!fs.existsSync(p) && !isBrokenLink(p)) {
+      throw new BulwarkError('PATH_NOT_FOUND', `backup source ${p} does not exist`, { subject: p, hint: 'check the paths given to `bulwark backup`' });
+    }
+  }
+  return [...new Set(out)].sort();
+}
+
+function isBrokenLink(p: string): boolean {
+  try {
+    return fs.lstatSync(p).isSymbolicLink();
+  } catch {
+    return false;
+  }
+}

@@ -1,0 +1,22 @@
+// bulwark snapshots: list snapshots, oldest first.
+import { listSnapshots, matches } from '../../snapshot/snapshot.js';
+import { str, strs, type Command } from '../command.js';
+
+export const snapshots: Command = {
+  name: 'snapshots',
+  usage: 'bulwark snapshots [--host H] [--tag T] [--path P]',
+  summary: 'list snapshots',
+  options: { host: { type: 'string' }, tag: { type: 'string', multiple: true }, path: { type: 'string', multiple: true } },
+  async run(ctx, _args, values) {
+    const repo = await ctx.openRepo();
+    const host = str(values, 'host');
+    const list = (await listSnapshots(repo)).filter((s) =>
+      matches(s, { ...(host !== undefined ? { host } : {}), tags: strs(values, 'tag'), paths: strs(values, 'path') }),
+    );
+    ctx.result(list, () => {
+      const rows = list.map((s) => `${s.id.slice(0, 8)}  ${s.time.replace('T', ' ').slice(0, 19)}  ${s.host.padEnd(12)}  ${s.tags.join(',').padEnd(10)}  ${s.paths.join(' ')}`);
+      return [`ID        Time                 Host          Tags        Paths`, ...rows, `${list.length} snapshot(s)`].join('\n');
+    });
+    return 0;
+  },
+};

@@ -1,0 +1,104 @@
+#!/usr/bin/env node
+// Entry point of the `bulwark` executable: global options, command dispatch, and the one place where
+// errors become text (or JSON on stderr) and exit codes.
+import { parseArgs } from 'node:util';
+import { BulwarkError, isBulwarkError } from '../errors.js';
+import { VERSION } from '../version.js';
+import { commands } from './commands/index.js';
+import type { Values } from './command.js';
+import { Context } from './context.js';
+import { Exit, exitFor } from './exit-codes.js';
+
+const GLOBAL = {
+  repo: { type: 'string', short: 'r' },
+  'password-file': { type: 'string' },
+  json: { type: 'boolean' },
+  quiet: { type: 'boolean', short: 'q' },
+  help: { type: 'boolean', short: 'h' },
+} as const;
+
+function help(): string {
+  const lines = [
+    `bulwark ${VERSION}: encrypted, deduplicated backups`,
+    '',
+    'Usage: bulwark [--repo LOCATION] [--password-file FILE] [--json] [--quiet] COMMAND [ARGS]',
+    '',
+    'Commands:',
+    ...commands.map((c) => `  ${c.name.padEnd(10)} ${c.summary}`),
+    '',
+    'Environment: BULWARK_REPO, BULWARK_PASSWORD, BULWARK_PASSWORD_FILE',
+    'Run `bulwark COMMAND --help` for a command\'s options; see docs/cli.md.',
+  ];
+  return lines.join('\n');
+}
+
+export async function main(argv: string[]): Promise<number> {
+  let json = argv.includes('--json');
+  try {
+    const name = argv.find((a, i) => !a.startsWith('-') && !(i > 0 && ['--repo', '-r', '--password-file'].includes(argv[i - 1]!)));
+    if (name === undefined || name === 'help') {
+      process.stdout.write(help() + '\n');
+      return argv.length === 0 ? Exit.USAGE : Exit.OK;
+    }
+    if (name === 'version') {
+      process.stdout.write(json ? JSON.stringify({ version: VERSION }) + '\n' : `bulwark ${VERSION}\n`);
+      return Exit.OK;
+    }
+    const cmd = commands.find((c) => c.name === name);
+    if (cmd === undefined) {
+      throw new BulwarkError('USAGE', `unknown command ${JSON.stringify(name)}`, { hint: 'run `bulwark help` for the list of commands' });
+    }
+    const rest = [...argv];
+    rest.splice(rest.indexOf(name), 1);
+    let parsed: ReturnType<typeof parseArgs>;
+    try {
+      parsed = parseArgs({ args: rest, options: { ...GLOBAL, ...cmd.options }, allowPositionals: true, strict: true });
+    } catch (err) {
+      throw new BulwarkError('USAGE', `${cmd.name}: ${(err as Error).message}`, { hint: `usage: ${cmd.usage}` });
+    }
+    const v = parsed.values as Values;
+    json = v['json'] === true;
+    if (v['help'] === true) {
+      process.stdout.write(`usage: ${cmd.usage}\n\n${cmd.summary}\n`);
+      return Exit.OK;
+    }
+    const ctx = new Context({
+      repo: typeof v['repo'] === 'string' ? v['repo'] : undefined,
+      passwordFile: typeof v['password-file'] === 'string' ? v['password-file'] : undefined,
+      json,
+      quiet: v['quiet'] === true,
+    });
+    return await cmd.run(ctx, parsed.positionals, v);
+  } catch (err) {
+    return report(err, json);
+  }
+}
+
+function report(err: unknown, json: boolean): number {
+  const e = isBulwarkError(err)
+    ? err
+    : new BulwarkError('INTERNAL', err instanceof Error ? err.message : String(err), { cause: err, hint: 'this is a bug; please report it with the command you ran' });
+  if (json) process.stderr.write(JSON.stringify({ error: e.toJSON() }) + '\n');
+  else {
+    process.stderr.write(`error [${e.code}]: ${e.message}\n`);
+    if (e.hint !== undefined) process.stderr.write(`hint: ${e.hint}\n`);
+    if (e.code === 'INTERNAL' && err instanceof Error && err.stack !== undefined && process.env['BULWARK_DEBUG'] !== undefined) {
+      process.stderr.write(err.stack + '\n');
+    }
+  }
+  return exitFor(e.code);
+}
+
+process.on('SIGINT', () => {
+  process.stderr.write('\ninterrupted\n');
+  process.exit(Exit.INTERRUPTED);
+});
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (err: unknown) => {
+    process.exitCode = report(err, false);
+  },
+);
