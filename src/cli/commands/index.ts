@@ -2,6 +2,7 @@
 import type { Command } from '../command.js';
 import { backup } from './backup.js';
 import { init } from './init.js';
+import { restore } from './restore.js';
 import { snapshots } from './snapshots.js';
 
-export const commands: Command[] = [init, backup, snapshots];
+export const commands: Command[] = [init, backup, snapshots, restore];
