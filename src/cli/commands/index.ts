@@ -1,8 +1,14 @@
 // The command table: one module per command.
 import type { Command } from '../command.js';
 import { backup } from './backup.js';
+import { check } from './check.js';
+import { diff } from './diff.js';
+import { dump } from './dump.js';
 import { init } from './init.js';
+import { key } from './key.js';
+import { ls } from './ls.js';
 import { restore } from './restore.js';
 import { snapshots } from './snapshots.js';
+import { stats } from './stats.js';
 
-export const commands: Command[] = [init, backup, snapshots, restore];
+export const commands: Command[] = [init, backup, snapshots, ls, diff, stats, restore, dump, check, key];

@@ -1,0 +1,35 @@
+// bulwark dump: write one file of a snapshot to stdout, blob by blob (bounded memory).
+import { BulwarkError } from '../../errors.js';
+import { findSnapshot } from '../../snapshot/snapshot.js';
+import { resolvePath } from '../../tree/tree-reader.js';
+import type { Command } from '../command.js';
+
+async function write(chunk: Uint8Array): Promise<void> {
+  if (!process.stdout.write(chunk)) await new Promise((r) => process.stdout.once('drain', r));
+}
+
+export const dump: Command = {
+  name: 'dump',
+  usage: 'bulwark dump SNAPSHOT FILE',
+  summary: 'write a file from a snapshot to stdout',
+  options: {},
+  async run(ctx, args) {
+    const [ref, file] = args;
+    if (ref === undefined || file === undefined) throw new BulwarkError('USAGE', 'dump needs SNAPSHOT and FILE', { hint: this.usage });
+    const repo = await ctx.openRepo();
+    await repo.loadIndex();
+    const snap = await findSnapshot(repo, ref);
+    const { node } = await resolvePath(repo, snap.tree, file);
+    if (node.type !== 'file') {
+      throw new BulwarkError('USAGE', `${file} is a ${node.type} in snapshot ${snap.id.slice(0, 8)}, not a file`, { subject: file });
+    }
+    // Prefetch a few blobs ahead so reading and writing overlap.
+    const content = node.content ?? [];
+    const ahead: Array<Promise<Buffer>> = [];
+    for (let i = 0; i < content.length; i++) {
+      while (ahead.length < 4 && i + ahead.length < content.length) ahead.push(repo.readBlob(Buffer.from(content[i + ahead.length]!, 'hex')));
+      await write(await ahead.shift()!);
+    }
+    return 0;
+  },
+};
