@@ -33,6 +33,8 @@ export interface Options {
   readonly steps: readonly StepName[];
   /** Per-command time limit in seconds. */
   readonly timeoutS: number;
+  /** How many times to run the whole sequence; ratios use the per-step median. */
+  readonly repeat: number;
   /** Only download and unpack the data, then exit. */
   readonly prepareOnly: boolean;
 }
@@ -45,6 +47,7 @@ export const USAGE = `usage: node dist/bench/run.js [options]
   --only LIST         tools to run, comma-separated: ${TOOL_NAMES.join(",")}
   --steps LIST        steps to run, comma-separated: ${STEP_NAMES.join(",")}
                       (a later step reuses the repositories left by an earlier run)
+  --repeat N          run the whole sequence N times, compare medians (default 1)
   --timeout SECONDS   kill a tool command after this long (default 3600)
   --prepare-only      only download and unpack the source trees
   -h, --help          show this help`;
@@ -58,6 +61,7 @@ export function parseOptions(argv: readonly string[]): Options | "help" {
       only: { type: "string" },
       steps: { type: "string" },
       timeout: { type: "string" },
+      repeat: { type: "string" },
       "prepare-only": { type: "boolean", default: false },
       help: { type: "boolean", short: "h", default: false },
     },
@@ -65,11 +69,14 @@ export function parseOptions(argv: readonly string[]): Options | "help" {
   if (values.help) return "help";
   const timeoutS = values.timeout === undefined ? 3600 : Number(values.timeout);
   if (!(timeoutS > 0)) throw new Error(`--timeout: expected a positive number, got ${String(values.timeout)}`);
+  const repeat = values.repeat === undefined ? 1 : Number(values.repeat);
+  if (!Number.isInteger(repeat) || repeat < 1) throw new Error(`--repeat: expected a positive integer, got ${String(values.repeat)}`);
   return {
     dataDir: resolve(values.data ?? process.env["BENCH_DATA"] ?? "/work/bench-data"),
     tools: parseList("--only", values.only, TOOL_NAMES),
     steps: parseList("--steps", values.steps, STEP_NAMES),
     timeoutS,
+    repeat,
     prepareOnly: values["prepare-only"],
   };
 }

@@ -29,6 +29,20 @@ export interface RunResult {
 
 const TAIL_BYTES = 4096;
 
+/** Process groups of running children, so an interrupted harness can end them. */
+const running = new Set<number>();
+
+/** Sends SIGKILL to every child process group still running (for SIGINT/SIGTERM). */
+export function killRunning(): void {
+  for (const pid of running) {
+    try {
+      process.kill(-pid, "SIGKILL");
+    } catch {
+      // already gone
+    }
+  }
+}
+
 /** Runs a command to completion. Never rejects on a non-zero exit. */
 export function run(cmd: string, args: readonly string[], opts: RunOptions = {}): Promise<RunResult> {
   return new Promise((resolve, reject) => {
@@ -38,6 +52,8 @@ export function run(cmd: string, args: readonly string[], opts: RunOptions = {})
       stdio: ["ignore", "pipe", "pipe"],
       detached: true, // own process group, so a timeout kills the whole tree
     });
+    const pid = child.pid;
+    if (pid !== undefined) running.add(pid);
     const log = opts.log === undefined ? undefined : createWriteStream(opts.log, { flags: "a" });
     let stdout = "";
     let stderrTail = "";
@@ -55,14 +71,16 @@ export function run(cmd: string, args: readonly string[], opts: RunOptions = {})
         ? undefined
         : setTimeout(() => {
             timedOut = true;
-            if (child.pid !== undefined) process.kill(-child.pid, "SIGKILL");
+            if (pid !== undefined) process.kill(-pid, "SIGKILL");
           }, opts.timeoutS * 1000);
     child.on("error", (err) => {
       if (timer) clearTimeout(timer);
+      if (pid !== undefined) running.delete(pid);
       reject(err);
     });
     child.on("close", (code, signal) => {
       if (timer) clearTimeout(timer);
+      if (pid !== undefined) running.delete(pid);
       const done = (): void => resolve({ code, signal, timedOut, stdout, stderrTail });
       if (log) log.end(done);
       else done();

@@ -48,27 +48,51 @@ function compare(step: RecordName | "peak", metric: Metric, values: Partial<Reco
   };
 }
 
+function median(xs: readonly number[]): number | undefined {
+  const sorted = [...xs].sort((a, b) => a - b);
+  const mid = sorted.length >> 1;
+  const hi = sorted[mid];
+  const lo = sorted.length % 2 === 0 ? sorted[mid - 1] : hi;
+  return lo === undefined || hi === undefined ? undefined : (lo + hi) / 2;
+}
+
+/** Median per tool of the values `pick` returns for the records of each round. */
+function medians(records: readonly StepRecord[], pick: (rs: readonly StepRecord[]) => number | undefined): Partial<Record<ToolName, number>> {
+  const perTool = new Map<ToolName, number[]>();
+  const rounds = [...new Set(records.map((r) => r.round))];
+  for (const tool of new Set(records.map((r) => r.tool))) {
+    for (const round of rounds) {
+      const v = pick(records.filter((r) => r.tool === tool && r.round === round));
+      if (v !== undefined) perTool.set(tool, [...(perTool.get(tool) ?? []), v]);
+    }
+  }
+  const out: Partial<Record<ToolName, number>> = {};
+  for (const [tool, vs] of perTool) {
+    const m = median(vs);
+    if (m !== undefined) out[tool] = m;
+  }
+  return out;
+}
+
+/** Bulwark's ratios to restic and borg per step and metric (medians over rounds). */
 export function comparisons(records: readonly StepRecord[]): Comparison[] {
   const out: Comparison[] = [];
   const present = new Set(records.map((r) => r.step));
-  const steps = RECORD_ORDER.filter((s) => present.has(s));
-  for (const step of steps) {
+  for (const step of RECORD_ORDER.filter((s) => present.has(s))) {
     const metrics: Metric[] = step === "size" ? ["bytes"] : ["time_s", "peak_rss_mib"];
     for (const metric of metrics) {
-      const values: Partial<Record<ToolName, number>> = {};
-      for (const r of records) {
-        const v = r.step === step ? valueOf(r, metric) : undefined;
-        if (v !== undefined) values[r.tool] = v;
-      }
+      const values = medians(records, (rs) => {
+        const r = rs.find((x) => x.step === step);
+        return r === undefined ? undefined : valueOf(r, metric);
+      });
       out.push(compare(step, metric, values));
     }
   }
-  // Peak memory over all timed steps of the run, per tool.
-  const peak: Partial<Record<ToolName, number>> = {};
-  for (const r of records) {
-    const v = valueOf(r, "peak_rss_mib");
-    if (v !== undefined) peak[r.tool] = Math.max(peak[r.tool] ?? 0, v);
-  }
+  // Peak memory over all timed steps of a round, per tool.
+  const peak = medians(records, (rs) => {
+    const vs = rs.map((r) => valueOf(r, "peak_rss_mib")).filter((v) => v !== undefined);
+    return vs.length === 0 ? undefined : Math.max(...vs);
+  });
   if (Object.keys(peak).length > 0) out.push(compare("peak", "peak_rss_mib", peak));
   return out;
 }
@@ -100,6 +124,7 @@ export function formatRecords(records: readonly StepRecord[]): string {
           ? `repo ${fmt(r.repoBytes, "bytes")}, cache ${fmt(r.cacheBytes, "bytes")}`
           : (r.verification?.detail ?? "");
     return [
+      String(r.round),
       r.step,
       r.tool,
       r.status,
@@ -109,7 +134,7 @@ export function formatRecords(records: readonly StepRecord[]): string {
       note,
     ];
   });
-  return table(["step", "tool", "status", "wall s", "cpu s", "max RSS MiB", "notes"], rows);
+  return table(["round", "step", "tool", "status", "wall s", "cpu s", "max RSS MiB", "notes"], rows);
 }
 
 export function formatComparisons(cs: readonly Comparison[]): string {

@@ -4,6 +4,7 @@ import { mkdir, writeFile } from "node:fs/promises";
 import os from "node:os";
 import { join } from "node:path";
 import { STEP_NAMES, USAGE, layout, parseOptions, type Layout, type Options, type StepName, type ToolName } from "./config.js";
+import { killRunning } from "./exec.js";
 import { ensureSources, resetWork, workHolds } from "./data.js";
 import { summarize } from "./fsutil.js";
 import { comparisons, formatComparisons, formatRecords } from "./report.js";
@@ -35,8 +36,8 @@ function rotate<T>(items: readonly T[], by: number): T[] {
   return [...items.slice(k), ...items.slice(0, k)];
 }
 
-async function runAll(opts: Options, lay: Layout, stamp: string, tools: readonly Tool[]): Promise<StepRecord[]> {
-  const ctx: StepContext = { lay, stamp, timeoutS: opts.timeoutS };
+async function runRound(round: number, opts: Options, lay: Layout, stamp: string, tools: readonly Tool[]): Promise<StepRecord[]> {
+  const ctx: StepContext = { round, lay, stamp, timeoutS: opts.timeoutS };
   const records: StepRecord[] = [];
   const broken = new Map<ToolName, string>();
   for (const t of tools) {
@@ -48,7 +49,7 @@ async function runAll(opts: Options, lay: Layout, stamp: string, tools: readonly
     for (const tool of rotate(tools, STEP_NAMES.indexOf(step))) {
       const why = broken.get(tool.name);
       if (why !== undefined) {
-        records.push({ step, tool: tool.name, status: "skipped", error: why });
+        records.push({ round, step, tool: tool.name, status: "skipped", error: why });
         say(`${step} ${tool.name}: skipped (${why})`);
         continue;
       }
@@ -83,7 +84,11 @@ async function main(): Promise<number> {
     await Promise.all(tools.map(async (t) => [t.name, t.unavailable() ?? (await t.version())] as const)),
   );
   const [srcA, srcB] = await Promise.all([summarize(lay.src.A), summarize(lay.src.B)]);
-  const records = await runAll(opts, lay, stamp, tools);
+  const records: StepRecord[] = [];
+  for (let round = 1; round <= opts.repeat; round++) {
+    if (opts.repeat > 1) say(`round ${round} of ${opts.repeat}`);
+    records.push(...(await runRound(round, opts, lay, stamp, tools)));
+  }
   const cmp = comparisons(records);
 
   console.log(`\n${formatRecords(records)}\n\n${formatComparisons(cmp)}\n`);
@@ -93,7 +98,7 @@ async function main(): Promise<number> {
     machine: { cpus: os.cpus().length, cpu, memBytes: os.totalmem(), kernel: os.release(), node: process.version },
     versions,
     data: { dir: lay.root, srcA, srcB, work: lay.work },
-    options: { tools: opts.tools, steps: opts.steps, timeoutS: opts.timeoutS },
+    options: { tools: opts.tools, steps: opts.steps, repeat: opts.repeat, timeoutS: opts.timeoutS },
     records,
     comparisons: cmp,
   };
@@ -102,6 +107,13 @@ async function main(): Promise<number> {
   say(`results written to ${out}; logs in ${lay.logs}`);
   // Reference tools failing means the harness or machine is broken; bulwark failing is reported only.
   return records.some((r) => r.status === "failed" && r.tool !== "bulwark") ? 1 : 0;
+}
+
+for (const sig of ["SIGINT", "SIGTERM"] as const) {
+  process.on(sig, () => {
+    killRunning();
+    process.exit(130);
+  });
 }
 
 main().then(

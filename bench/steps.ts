@@ -12,6 +12,8 @@ import { verifyRestore, type Verification } from "./verify.js";
 export type RecordName = StepName | "init";
 
 export interface StepRecord {
+  /** 1-based repetition of the whole sequence (see --repeat). */
+  readonly round: number;
   readonly step: RecordName;
   readonly tool: ToolName;
   readonly status: "ok" | "failed" | "skipped";
@@ -24,6 +26,7 @@ export interface StepRecord {
 }
 
 export interface StepContext {
+  readonly round: number;
   readonly lay: Layout;
   readonly stamp: string;
   readonly timeoutS: number;
@@ -41,21 +44,21 @@ export async function runStep(step: StepName, tool: Tool, ctx: StepContext): Pro
       case "restore":
         return [await restore(tool, ctx)];
       case "size":
-        return [await size(tool)];
+        return [await size(tool, ctx)];
     }
   } catch (err) {
-    return [{ step, tool: tool.name, status: "failed", error: err instanceof Error ? err.message : String(err) }];
+    return [{ round: ctx.round, step, tool: tool.name, status: "failed", error: err instanceof Error ? err.message : String(err) }];
   }
 }
 
 async function timed(step: RecordName, tool: Tool, c: Command, ctx: StepContext, warmPaths: readonly string[]): Promise<StepRecord> {
   for (const p of warmPaths) await warm(p);
   await must("sync", []);
-  const log = join(ctx.lay.logs, `${tool.name}-${step}.log`);
+  const log = join(ctx.lay.logs, `${ctx.round}-${tool.name}-${step}.log`);
   const m = await measure(c.cmd, c.args, { env: tool.env, log, timeoutS: ctx.timeoutS, ...(c.cwd === undefined ? {} : { cwd: c.cwd }) });
   return m.ok
-    ? { step, tool: tool.name, status: "ok", measurement: m }
-    : { step, tool: tool.name, status: "failed", error: `${m.error ?? "failed"} (log: ${log})`, measurement: m };
+    ? { round: ctx.round, step, tool: tool.name, status: "ok", measurement: m }
+    : { round: ctx.round, step, tool: tool.name, status: "failed", error: `${m.error ?? "failed"} (log: ${log})`, measurement: m };
 }
 
 async function first(tool: Tool, ctx: StepContext): Promise<StepRecord[]> {
@@ -73,7 +76,7 @@ async function first(tool: Tool, ctx: StepContext): Promise<StepRecord[]> {
 async function backup(step: StepName, tool: Tool, ctx: StepContext): Promise<StepRecord> {
   const holds = await workHolds(ctx.lay);
   await removeTree(latestFile(tool));
-  const rec = await timed(step, tool, tool.backup(ctx.lay.work, `${step}-${ctx.stamp}`), ctx, [ctx.lay.work, tool.repo, tool.home]);
+  const rec = await timed(step, tool, tool.backup(ctx.lay.work, `${step}-${ctx.stamp}-${ctx.round}`), ctx, [ctx.lay.work, tool.repo, tool.home]);
   if (rec.status === "ok" && holds !== undefined) await writeFile(latestFile(tool), `${holds}\n`);
   return rec;
 }
@@ -101,7 +104,7 @@ async function restore(tool: Tool, ctx: StepContext): Promise<StepRecord> {
   try {
     const rec = await timed("restore", tool, await tool.restore(target), ctx, [tool.repo, tool.home]);
     if (rec.status !== "ok") return rec;
-    const verification = await verifyRestore(source, ctx.lay.work, target, join(ctx.lay.logs, `${tool.name}-verify.log`));
+    const verification = await verifyRestore(source, ctx.lay.work, target, join(ctx.lay.logs, `${ctx.round}-${tool.name}-verify.log`));
     return verification.ok
       ? { ...rec, verification }
       : { ...rec, status: "failed", error: `restore differs: ${verification.detail}`, verification };
@@ -110,6 +113,6 @@ async function restore(tool: Tool, ctx: StepContext): Promise<StepRecord> {
   }
 }
 
-async function size(tool: Tool): Promise<StepRecord> {
-  return { step: "size", tool: tool.name, status: "ok", repoBytes: await duBytes(tool.repo), cacheBytes: await duBytes(tool.home) };
+async function size(tool: Tool, ctx: StepContext): Promise<StepRecord> {
+  return { round: ctx.round, step: "size", tool: tool.name, status: "ok", repoBytes: await duBytes(tool.repo), cacheBytes: await duBytes(tool.home) };
 }

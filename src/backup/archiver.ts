@@ -105,13 +105,18 @@ export class Archiver {
 
   /** Archives the virtual tree from "/" down to each requested path; returns the root tree ID. */
   async archiveTrie(trie: PathTrie, abs: string, parentTree: string | undefined): Promise<string> {
+    const { done } = await this.trieWalk(trie, abs, parentTree);
+    return done;
+  }
+
+  private async trieWalk(trie: PathTrie, abs: string, parentTree: string | undefined): Promise<{ done: Promise<string> }> {
     const parent = await this.parentNodes(parentTree);
     const pending: Array<Promise<TreeNode | null>> = [];
     for (const [name, child] of [...trie.children].sort(([a], [b]) => (a < b ? -1 : 1))) {
       const p = abs === '/' ? `/${name}` : `${abs}/${name}`;
       const prev = parent?.get(name);
       if (child.leaf) {
-        pending.push(this.entry(p, name, prev));
+        pending.push((await this.entry(p, name, prev)).done);
         continue;
       }
       let st: fs.BigIntStats;
@@ -121,21 +126,25 @@ export class Archiver {
         throw new BulwarkError('PATH_NOT_FOUND', `cannot read ${p}: ${err instanceof Error ? err.message : String(err)}`, { subject: p });
       }
       const node = nodeFromStat(name, st);
-      pending.push(this.archiveTrie(child, p, prev?.subtree).then((subtree) => ({ ...node, subtree })));
+      const sub = await this.trieWalk(child, p, prev?.subtree);
+      pending.push(sub.done.then((subtree) => ({ ...node, subtree })));
     }
-    this.pool.flushBatch();
-    const nodes = (await Promise.all(pending)).filter((n): n is TreeNode => n !== null);
-    return this.saveTree(nodes);
+    return { done: Promise.all(pending).then((nodes) => this.saveTree(nodes.filter((n): n is TreeNode => n !== null))) };
   }
 
-  /** One filesystem entry (file, directory, link, special file); null if it must be skipped. */
-  private async entry(p: string, name: string, prev: TreeNode | undefined): Promise<TreeNode | null> {
+  /**
+   * Walks one filesystem entry. The walk itself is sequential (depth first, one directory listed at
+   * a time, pausing only when the worker queue is full); what it returns is a promise of the
+   * finished node, which settles once the entry's file contents (and, for a directory, everything
+   * below it) have been handed over. Null means the entry is skipped.
+   */
+  private async entry(p: string, name: string, prev: TreeNode | undefined): Promise<{ done: Promise<TreeNode | null> }> {
     let st: fs.BigIntStats;
     try {
       st = fs.lstatSync(p, { bigint: true });
     } catch (err) {
       this.warn(p, sysCode(err) ?? 'EIO', err instanceof Error ? err.message : String(err));
-      return null;
+      return { done: Promise.resolve(null) };
     }
     const node = nodeFromStat(name, st);
     switch (node.type) {
@@ -148,13 +157,13 @@ export class Archiver {
           node.target = fs.readlinkSync(p);
         } catch (err) {
           this.warn(p, sysCode(err) ?? 'EIO', err instanceof Error ? err.message : String(err));
-          return null;
+          return { done: Promise.resolve(null) };
         }
         this.progress.files++;
-        return node;
+        return { done: Promise.resolve(node) };
       default:
         this.progress.files++;
-        return node;
+        return { done: Promise.resolve(node) };
     }
   }
 
@@ -164,33 +173,35 @@ export class Archiver {
     return prev.content.every((h) => this.repo.index.has(Buffer.from(h, 'hex')));
   }
 
-  private async file(p: string, node: TreeNode, st: fs.BigIntStats, prev: TreeNode | undefined): Promise<TreeNode | null> {
+  /** Resolves once the file is queued; the returned promise settles when its chunks are handed over. */
+  private async file(p: string, node: TreeNode, st: fs.BigIntStats, prev: TreeNode | undefined): Promise<{ done: Promise<TreeNode | null> }> {
     if (this.unchanged(prev, node, st.size)) {
       node.size = prev!.size!;
       node.content = prev!.content!;
       this.stats.filesUnmodified++;
       this.progress.files++;
       this.progress.bytes += node.size;
-      return node;
+      return { done: Promise.resolve(node) };
     }
     if (!this.pool.tryAcquire()) await this.pool.acquire();
     this.progress.current = p;
-    const r = await this.pool.save(p);
-    if (r.err !== undefined) {
-      this.warn(p, r.err.code, r.err.message);
-      return null;
-    }
-    node.size = r.size;
-    node.content = r.content.map((b) => b.toString('hex'));
-    if (prev === undefined) this.stats.filesNew++;
-    else this.stats.filesChanged++;
-    this.progress.files++;
-    this.progress.bytes += r.size;
-    return node;
+    const done = this.pool.save(p).then((r) => {
+      if (r.err !== undefined) {
+        this.warn(p, r.err.code, r.err.message);
+        return null;
+      }
+      node.size = r.size;
+      node.content = r.content.map((b) => b.toString('hex'));
+      if (prev === undefined) this.stats.filesNew++;
+      else this.stats.filesChanged++;
+      this.progress.files++;
+      this.progress.bytes += r.size;
+      return node;
+    });
+    return { done };
   }
 
-  private async dir(p: string, node: TreeNode, prev: TreeNode | undefined): Promise<TreeNode> {
-    await this.pool.room();
+  private async dir(p: string, node: TreeNode, prev: TreeNode | undefined): Promise<{ done: Promise<TreeNode> }> {
     const parent = await this.parentNodes(prev?.type === 'dir' ? prev.subtree : undefined);
     let names: string[] = [];
     try {
@@ -202,17 +213,18 @@ export class Archiver {
     for (const name of names) {
       const child = p === '/' ? `/${name}` : `${p}/${name}`;
       if (!this.excluder.empty && this.excluder.excluded(child)) continue;
-      pending.push(this.entry(child, name, parent?.get(name)));
+      pending.push((await this.entry(child, name, parent?.get(name))).done);
     }
-    this.pool.flushBatch();
-    const nodes = (await Promise.all(pending)).filter((n): n is TreeNode => n !== null);
-    node.subtree = this.saveTree(nodes);
-    this.progress.dirs++;
-    if (prev === undefined) this.stats.dirsNew++;
-    else if (prev.subtree === node.subtree) this.stats.dirsUnmodified++;
-    else this.stats.dirsChanged++;
-    await this.packer.maybeWriteIndex();
-    return node;
+    const done = Promise.all(pending).then(async (all) => {
+      node.subtree = this.saveTree(all.filter((n): n is TreeNode => n !== null));
+      this.progress.dirs++;
+      if (prev === undefined) this.stats.dirsNew++;
+      else if (prev.subtree === node.subtree) this.stats.dirsUnmodified++;
+      else this.stats.dirsChanged++;
+      await this.packer.maybeWriteIndex();
+      return node;
+    });
+    return { done };
   }
 }
 

@@ -53,7 +53,7 @@ export class WorkerPool {
       level: repo.config.compression,
       index: repo.index.shared(),
       inflight: this.inflight,
-      inflightLimit: 3 * repo.config.packSize + 2 * repo.config.chunker.max,
+      inflightLimit: 2 * repo.config.packSize + 2 * repo.config.chunker.max,
     };
     const url = new URL('../worker/chunk-worker.js', import.meta.url);
     for (let i = 0; i < threads; i++) {

@@ -1,30 +1,36 @@
 // How one blob is stored: seal(enc, [flag, payload]) where flag 0 means the payload is the raw bytes
 // and flag 1 means it is a zstd frame. Data that zstd cannot shrink is kept raw, so incompressible
-// files cost no decompression on restore.
-import { Compressor, Decompressor } from 'zstd-napi';
+// files cost no decompression on restore. Compression goes through zstd's context API into one
+// reusable output buffer: the only copy of a chunk made here is the sealed result.
+import binding from 'zstd-napi/binding.js';
+import { Decompressor } from 'zstd-napi';
 import { open, seal } from '../crypto/aead.js';
 
 const RAW = new Uint8Array([0]);
 const ZSTD = new Uint8Array([1]);
 
 export class BlobCodec {
-  private readonly compressor: Compressor | undefined;
+  private readonly cctx: InstanceType<typeof binding.CCtx> | undefined;
+  private scratch: Buffer = Buffer.alloc(0);
   private readonly decompressor = new Decompressor();
 
   constructor(
     private readonly encKey: Uint8Array,
     level: number,
   ) {
-    if (level > 0) {
-      this.compressor = new Compressor();
-      this.compressor.setParameters({ compressionLevel: level, contentSizeFlag: true, checksumFlag: false });
+    if (level !== 0) {
+      this.cctx = new binding.CCtx();
+      this.cctx.setParameter(binding.CParameter.compressionLevel, level);
+      this.cctx.setParameter(binding.CParameter.checksumFlag, 0);
     }
   }
 
   encode(raw: Uint8Array): Uint8Array {
-    if (this.compressor !== undefined && raw.length >= 64) {
-      const z = this.compressor.compress(raw);
-      if (z.length + 8 < raw.length) return seal(this.encKey, [ZSTD, z]);
+    if (this.cctx !== undefined && raw.length >= 64) {
+      const bound = binding.compressBound(raw.length);
+      if (this.scratch.length < bound) this.scratch = Buffer.allocUnsafe(Math.max(bound, 64 * 1024));
+      const n = this.cctx.compress2(this.scratch, raw);
+      if (n + 8 < raw.length) return seal(this.encKey, [ZSTD, this.scratch.subarray(0, n)]);
     }
     return seal(this.encKey, [RAW, raw]);
   }
