@@ -12,7 +12,7 @@ import { BlobType } from '../pack/blob-index.js';
 import type { BlobCodec } from '../pack/blob-codec.js';
 import type { Packer } from '../pack/packer.js';
 import type { Repository } from '../repo/repository.js';
-import { encodeTree, nodeFromStat, type TreeNode } from '../tree/node.js';
+import { encodeTree, statNode, type TreeNode } from '../tree/node.js';
 import { loadTree } from '../tree/tree-reader.js';
 import type { Excluder } from './exclude.js';
 import type { WorkerPool } from './worker-pool.js';
@@ -119,13 +119,12 @@ export class Archiver {
         pending.push((await this.entry(p, name, prev)).done);
         continue;
       }
-      let st: fs.BigIntStats;
+      let node: TreeNode;
       try {
-        st = fs.lstatSync(p, { bigint: true });
+        node = statNode(p, name).node;
       } catch (err) {
         throw new BulwarkError('PATH_NOT_FOUND', `cannot read ${p}: ${err instanceof Error ? err.message : String(err)}`, { subject: p });
       }
-      const node = nodeFromStat(name, st);
       const sub = await this.trieWalk(child, p, prev?.subtree);
       pending.push(sub.done.then((subtree) => ({ ...node, subtree })));
     }
@@ -139,19 +138,19 @@ export class Archiver {
    * below it) have been handed over. Null means the entry is skipped.
    */
   private async entry(p: string, name: string, prev: TreeNode | undefined): Promise<{ done: Promise<TreeNode | null> }> {
-    let st: fs.BigIntStats;
+    let node: TreeNode;
+    let size: number;
     try {
-      st = fs.lstatSync(p, { bigint: true });
+      ({ node, size } = statNode(p, name));
     } catch (err) {
       this.warn(p, sysCode(err) ?? 'EIO', err instanceof Error ? err.message : String(err));
       return { done: Promise.resolve(null) };
     }
-    const node = nodeFromStat(name, st);
     switch (node.type) {
       case 'dir':
         return this.dir(p, node, prev);
       case 'file':
-        return this.file(p, node, st, prev);
+        return this.file(p, node, size, prev);
       case 'symlink':
         try {
           node.target = fs.readlinkSync(p);
@@ -167,15 +166,15 @@ export class Archiver {
     }
   }
 
-  private unchanged(prev: TreeNode | undefined, node: TreeNode, size: bigint): boolean {
+  private unchanged(prev: TreeNode | undefined, node: TreeNode, size: number): boolean {
     if (prev === undefined || prev.type !== 'file' || prev.content === undefined) return false;
-    if (prev.size !== Number(size) || prev.mtime !== node.mtime || prev.ctime !== node.ctime || prev.inode !== node.inode) return false;
-    return prev.content.every((h) => this.repo.index.has(Buffer.from(h, 'hex')));
+    if (prev.size !== size || prev.mtime !== node.mtime || prev.ctime !== node.ctime || prev.inode !== node.inode) return false;
+    return prev.content.every((h) => this.repo.index.hasHex(h));
   }
 
   /** Resolves once the file is queued; the returned promise settles when its chunks are handed over. */
-  private async file(p: string, node: TreeNode, st: fs.BigIntStats, prev: TreeNode | undefined): Promise<{ done: Promise<TreeNode | null> }> {
-    if (this.unchanged(prev, node, st.size)) {
+  private async file(p: string, node: TreeNode, size: number, prev: TreeNode | undefined): Promise<{ done: Promise<TreeNode | null> }> {
+    if (this.unchanged(prev, node, size)) {
       node.size = prev!.size!;
       node.content = prev!.content!;
       this.stats.filesUnmodified++;
@@ -216,7 +215,9 @@ export class Archiver {
       pending.push((await this.entry(child, name, parent?.get(name))).done);
     }
     const done = Promise.all(pending).then(async (all) => {
-      node.subtree = this.saveTree(all.filter((n): n is TreeNode => n !== null));
+      const nodes = all.filter((n): n is TreeNode => n !== null);
+      // A directory whose entries all equal the parent's encodes to the parent's tree: skip encoding.
+      node.subtree = prev?.subtree !== undefined && parent !== undefined && sameEntries(nodes, parent) ? prev.subtree : this.saveTree(nodes);
       this.progress.dirs++;
       if (prev === undefined) this.stats.dirsNew++;
       else if (prev.subtree === node.subtree) this.stats.dirsUnmodified++;
@@ -226,6 +227,34 @@ export class Archiver {
     });
     return { done };
   }
+}
+
+function sameNode(a: TreeNode, b: TreeNode): boolean {
+  return (
+    a.type === b.type &&
+    a.mode === b.mode &&
+    a.uid === b.uid &&
+    a.gid === b.gid &&
+    a.mtime === b.mtime &&
+    a.ctime === b.ctime &&
+    a.inode === b.inode &&
+    a.dev === b.dev &&
+    a.links === b.links &&
+    a.size === b.size &&
+    a.subtree === b.subtree &&
+    a.target === b.target &&
+    a.rdev === b.rdev &&
+    (a.content === b.content || (a.content !== undefined && b.content !== undefined && a.content.length === b.content.length && a.content.every((h, i) => h === b.content![i])))
+  );
+}
+
+function sameEntries(nodes: TreeNode[], prev: Map<string, TreeNode>): boolean {
+  if (nodes.length !== prev.size) return false;
+  for (const n of nodes) {
+    const p = prev.get(n.name);
+    if (p === undefined || !sameNode(n, p)) return false;
+  }
+  return true;
 }
 
 export function absolutePaths(paths: readonly string[]): string[] {

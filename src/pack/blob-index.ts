@@ -179,6 +179,14 @@ export class BlobIndex {
     return this.find(id) >= 0;
   }
 
+  private readonly scratch = Buffer.alloc(ID_LEN);
+
+  /** `has` for a hex ID, without allocating (the parent-snapshot check does this per chunk). */
+  hasHex(hex: string): boolean {
+    if (this.scratch.write(hex, 'hex') !== ID_LEN) return false;
+    return this.find(this.scratch) >= 0;
+  }
+
   /** Adds a blob location; returns false (and changes nothing) if the blob is already indexed. */
   add(id: Uint8Array, loc: BlobLocation): boolean {
     if (this.find(id) >= 0) return false;

@@ -34,7 +34,7 @@ export class Repository {
   readonly index = new BlobIndex();
   readonly indexFiles = new Set<string>();
   private readonly codec: BlobCodec;
-  private readonly treeCache = new Map<string, Buffer>();
+  private readonly treePacks = new Map<number, Promise<Buffer>>();
 
   private constructor(
     readonly storage: Storage,
@@ -171,15 +171,28 @@ export class Repository {
     return plain;
   }
 
-  /** Trees are read repeatedly (ls, diff, restore, parent lookups); keep a bounded cache. */
+  /**
+   * Trees are read in bulk (backup's parent lookups, ls, diff, restore planning, check), and tree
+   * packs are small and few: read a whole tree pack once and serve its blobs from memory (at most two
+   * packs held), instead of one small ranged read per directory.
+   */
   async readTreeBlob(id: Uint8Array): Promise<Buffer> {
-    const hex = Buffer.from(id).toString('hex');
-    const hit = this.treeCache.get(hex);
-    if (hit !== undefined) return hit;
-    const data = await this.readBlob(id);
-    if (this.treeCache.size > 4096) this.treeCache.clear();
-    this.treeCache.set(hex, data);
-    return data;
+    const e = this.index.find(id);
+    if (e < 0) return this.readBlob(id);
+    const loc = this.index.location(e);
+    if (this.index.packs.type(loc.pack) !== 1) return this.readBlob(id);
+    let pack = this.treePacks.get(loc.pack);
+    if (pack === undefined) {
+      const name = this.index.packs.hex(loc.pack);
+      pack = this.storage.read({ kind: 'data', name });
+      if (this.treePacks.size >= 2) this.treePacks.delete(this.treePacks.keys().next().value as number);
+      this.treePacks.set(loc.pack, pack);
+      pack.catch(() => this.treePacks.delete(loc.pack));
+    }
+    const bytes = await pack;
+    const name = this.index.packs.hex(loc.pack);
+    if (loc.offset + loc.stored > bytes.length) throw packCorrupt(name, Buffer.from(id).toString('hex'), loc.offset, 'pack is shorter than the index says');
+    return this.decodeBlob(bytes.subarray(loc.offset, loc.offset + loc.stored), id, name, loc.offset);
   }
 
   async addKey(password: string, kdf: KdfParams = DEFAULT_KDF): Promise<string> {

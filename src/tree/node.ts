@@ -1,7 +1,7 @@
 // Tree blobs: one per directory, holding that directory's entries sorted by name. The encoding is
 // deterministic (fixed key order, sorted nodes, no whitespace), so an unchanged directory encodes to
 // the same bytes, gets the same keyed ID and is stored once.
-import type { BigIntStats } from 'node:fs';
+import * as fs from 'node:fs';
 import { BulwarkError } from '../errors.js';
 
 export type NodeType = 'file' | 'dir' | 'symlink' | 'fifo' | 'chardev' | 'blockdev' | 'socket';
@@ -26,7 +26,7 @@ export interface TreeNode {
   rdev?: number;
 }
 
-export function typeOf(st: BigIntStats): NodeType {
+export function typeOf(st: fs.Stats | fs.BigIntStats): NodeType {
   if (st.isFile()) return 'file';
   if (st.isDirectory()) return 'dir';
   if (st.isSymbolicLink()) return 'symlink';
@@ -36,21 +36,39 @@ export function typeOf(st: BigIntStats): NodeType {
   return 'socket';
 }
 
-export function nodeFromStat(name: string, st: BigIntStats): TreeNode {
-  const n: TreeNode = {
+/** Milliseconds (a double with sub-millisecond fraction) to integer nanoseconds, kept to the microsecond. */
+function msToNs(ms: number): string {
+  const us = Math.round(ms * 1000);
+  return us === 0 ? '0' : `${us}000`;
+}
+
+/**
+ * lstat() of one entry as a tree node (without content). Plain stats are used because BigInt stats
+ * cost twice as much per file and the walk does one per entry; times are kept to the microsecond
+ * (what utimes can restore anyway). Entries with several hard links are stat'ed again with BigInt
+ * so their inode numbers, which identify hard-link groups on restore, are exact.
+ */
+export function statNode(p: string, name: string): { node: TreeNode; size: number } {
+  const st = fs.lstatSync(p);
+  const node: TreeNode = {
     name,
     type: typeOf(st),
-    mode: Number(st.mode & 0o7777n),
-    uid: Number(st.uid),
-    gid: Number(st.gid),
-    mtime: st.mtimeNs.toString(),
-    ctime: st.ctimeNs.toString(),
-    inode: st.ino.toString(),
-    dev: st.dev.toString(),
-    links: Number(st.nlink),
+    mode: st.mode & 0o7777,
+    uid: st.uid,
+    gid: st.gid,
+    mtime: msToNs(st.mtimeMs),
+    ctime: msToNs(st.ctimeMs),
+    inode: String(st.ino),
+    dev: String(st.dev),
+    links: st.nlink,
   };
-  if (n.type === 'chardev' || n.type === 'blockdev') n.rdev = Number(st.rdev);
-  return n;
+  if (st.nlink > 1 && node.type !== 'dir') {
+    const big = fs.lstatSync(p, { bigint: true });
+    node.inode = big.ino.toString();
+    node.dev = big.dev.toString();
+  }
+  if (node.type === 'chardev' || node.type === 'blockdev') node.rdev = st.rdev;
+  return { node, size: st.size };
 }
 
 /** Canonical form: keys always in this order, absent optionals omitted. */
