@@ -216,8 +216,9 @@ async function runPackWork(repo: Repository, pool: Pool, w: PackWork): Promise<T
   }
   const pack = repo.index.packs.hex(w.pack);
   const data = await repo.storage.read({ kind: 'data', name: pack }, lo, hi - lo);
-  const copy = new Uint8Array(data.length);
-  copy.set(data);
+  // Transfer the buffer to the worker when it owns its memory; copy only pooled small buffers.
+  const owned = data.byteOffset === 0 && data.byteLength === data.buffer.byteLength && !(data.buffer instanceof SharedArrayBuffer);
+  const copy = owned ? new Uint8Array(data.buffer, 0, data.length) : Uint8Array.from(data);
   const task: Omit<PackTask, 'task'> = {
     t: 'pack',
     pack,

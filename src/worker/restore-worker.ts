@@ -30,8 +30,16 @@ function errOf(path: string, err: unknown): { path: string; code: string; messag
 
 function runPack(task: PackTask): TaskDone {
   const done: TaskDone = { task: task.task, bytes: 0, errors: [] };
+  // Decoded blobs are kept only while another write in this task still needs them.
+  const uses = new Uint32Array(task.blobs.length);
+  for (const f of task.files) for (const [bi] of f.writes) uses[bi]!++;
   const decoded: Array<Buffer | null | undefined> = new Array(task.blobs.length);
   const blob = (i: number): Buffer | null => {
+    const v = decodeOnce(i);
+    if (--uses[i]! === 0) decoded[i] = undefined;
+    return v;
+  };
+  const decodeOnce = (i: number): Buffer | null => {
     const cached = decoded[i];
     if (cached !== undefined) return cached;
     const b = task.blobs[i]!;
