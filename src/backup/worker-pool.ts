@@ -53,11 +53,11 @@ export class WorkerPool {
       level: repo.config.compression,
       index: repo.index.shared(),
       inflight: this.inflight,
-      inflightLimit: 2 * repo.config.packSize + 2 * repo.config.chunker.max,
+      inflightLimit: 4 * repo.config.chunker.max,
     };
     const url = new URL('../worker/chunk-worker.js', import.meta.url);
     for (let i = 0; i < threads; i++) {
-      const worker = new Worker(url, { workerData: init });
+      const worker = new Worker(url, { workerData: init, resourceLimits: { maxYoungGenerationSizeMb: 4 } });
       const slot: Slot = { worker, batches: new Map() };
       worker.on('message', (m: ResultMsg) => this.onResult(slot, m));
       worker.on('error', (err) => this.fail(err));

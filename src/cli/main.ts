@@ -2,12 +2,17 @@
 // Entry point of the `bulwark` executable: global options, command dispatch, and the one place where
 // errors become text (or JSON on stderr) and exit codes.
 import { parseArgs } from 'node:util';
+import { setFlagsFromString } from 'node:v8';
 import { BulwarkError, isBulwarkError } from '../errors.js';
 import { VERSION } from '../version.js';
 import { commands } from './commands/index.js';
 import type { Values } from './command.js';
 import { Context } from './context.js';
 import { Exit, exitFor } from './exit-codes.js';
+
+// Small young-generation semi-spaces: the main thread allocates many short-lived objects, and
+// V8's default 16 MiB semi-spaces would grow the resident set for no speed gain here.
+setFlagsFromString('--max-semi-space-size=1');
 
 const GLOBAL = {
   repo: { type: 'string', short: 'r' },

@@ -1,12 +1,19 @@
-// Packer: groups sealed blobs into pack files (data and tree blobs in separate packs), uploads
+// Packer: groups sealed blobs into pack files (data and tree blobs in separate packs), stores
 // finished packs with bounded concurrency, and writes index files for them.
+//
+// Packs are assembled in temp files (in the storage's own temp directory when it has one, so a
+// local repository publishes a pack by linking the file into place, without copying it), hashing
+// as they grow. A blob's bytes therefore leave memory as soon as they are written, and memory does
+// not grow with the pack size.
 //
 // Ordering is what makes crashes harmless: a pack is fully written (atomic write) before any index
 // file names it, and index files are written before the snapshot that needs their blobs. A crash
-// leaves at worst packs that no index lists; `Repository.recoverPacks` indexes them from their
-// trailers so the next backup reuses them.
-import { sha256 } from '../crypto/keys.js';
-import { BulwarkError } from '../errors.js';
+// leaves at worst packs that no index lists (and temp files); `recoverPacks` indexes such packs from
+// their trailers so the next backup reuses them.
+import { createHash, randomBytes, type Hash } from 'node:crypto';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
 import type { Repository } from '../repo/repository.js';
 import { putObject } from '../repo/objects.js';
 import { BlobType, type BlobTypeCode } from './blob-index.js';
@@ -15,11 +22,23 @@ import { encodeIndex, encodeTrailer, type PackBlob, type PackDescriptor } from '
 const INDEX_FLUSH_BLOBS = 50_000;
 
 class OpenPack {
-  parts: Uint8Array[] = [];
   blobs: PackBlob[] = [];
   size = 0;
-  credit = 0;
-  constructor(readonly type: BlobTypeCode) {}
+  readonly hash: Hash = createHash('sha256');
+  readonly fd: number;
+  constructor(
+    readonly type: BlobTypeCode,
+    readonly file: string,
+  ) {
+    this.fd = fs.openSync(file, 'wx', 0o600);
+  }
+
+  append(data: Uint8Array): void {
+    let off = 0;
+    while (off < data.length) off += fs.writeSync(this.fd, data, off, data.length - off);
+    this.hash.update(data);
+    this.size += data.length;
+  }
 }
 
 export interface PackerStats {
@@ -32,45 +51,60 @@ export interface PackerStats {
 
 export class Packer {
   readonly stats: PackerStats = { blobsAdded: 0, rawAdded: 0, storedAdded: 0, packsWritten: 0, indexFilesWritten: 0 };
-  private readonly open: Record<BlobTypeCode, OpenPack> = { [BlobType.data]: new OpenPack(0), [BlobType.tree]: new OpenPack(1) };
+  private readonly open: Partial<Record<BlobTypeCode, OpenPack>> = {};
   private readonly pending = new Set<string>();
   private readonly uploads = new Set<Promise<void>>();
+  private heldCredit = 0;
   private unindexed: PackDescriptor[] = [];
   private unindexedBlobs = 0;
   private failure: unknown;
+  private readonly tmpDir: string;
   readonly newIndexFiles: string[] = [];
 
   constructor(
     private readonly repo: Repository,
     private readonly release: (bytes: number) => void = () => undefined,
     private readonly maxUploads = 2,
-  ) {}
+  ) {
+    this.tmpDir = repo.storage.tempDir?.() ?? os.tmpdir();
+  }
 
   /** True if the blob is stored or queued in this run. */
   has(id: Uint8Array): boolean {
     return this.repo.index.has(id) || this.pending.has(Buffer.from(id).toString('hex'));
   }
 
+  private giveBack(credit: number): void {
+    if (credit === 0) return;
+    // While too many packs are being stored, hold producers back until one is done.
+    if (this.uploads.size >= this.maxUploads) this.heldCredit += credit;
+    else this.release(credit);
+  }
+
   /**
-   * Queues a sealed blob. Returns false if it is already stored. `credit` is released (via the
-   * constructor's callback) once the blob is safely in storage or found to be a duplicate.
+   * Appends a sealed blob to the open pack of its type. Returns false if the blob is already
+   * stored. `credit` goes back to the producer (via the constructor's callback) once the bytes are
+   * out of memory, or later while too many packs are being stored.
    */
   add(type: BlobTypeCode, id: Uint8Array, sealed: Uint8Array, raw: number, credit = 0): boolean {
     this.throwIfFailed();
     const hex = Buffer.from(id).toString('hex');
     if (this.repo.index.has(id) || this.pending.has(hex)) {
-      if (credit > 0) this.release(credit);
+      this.giveBack(credit);
       return false;
     }
+    let p = this.open[type];
+    if (p === undefined) {
+      p = new OpenPack(type, path.join(this.tmpDir, `pack-${randomBytes(8).toString('hex')}`));
+      this.open[type] = p;
+    }
     this.pending.add(hex);
-    const p = this.open[type];
     p.blobs.push({ id: Buffer.from(id), offset: p.size, stored: sealed.length, raw });
-    p.parts.push(sealed);
-    p.size += sealed.length;
-    p.credit += credit;
+    p.append(sealed);
     this.stats.blobsAdded++;
     this.stats.rawAdded += raw;
     this.stats.storedAdded += sealed.length;
+    this.giveBack(credit);
     if (p.size >= this.repo.config.packSize) this.finishPack(type);
     return true;
   }
@@ -83,15 +117,15 @@ export class Packer {
 
   private finishPack(type: BlobTypeCode): void {
     const p = this.open[type];
-    if (p.blobs.length === 0) return;
-    this.open[type] = new OpenPack(type);
-    const trailer = encodeTrailer(this.repo.keys.enc, type, p.blobs);
-    const bytes = Buffer.concat([...p.parts, trailer]);
-    p.parts = [];
-    const id = sha256(bytes);
-    const name = id.toString('hex');
-    const upload = this.repo.storage
-      .write({ kind: 'data', name }, bytes)
+    if (p === undefined) return;
+    delete this.open[type];
+    p.append(encodeTrailer(this.repo.keys.enc, type, p.blobs));
+    fs.closeSync(p.fd);
+    const id = p.hash.digest();
+    const h = { kind: 'data' as const, name: id.toString('hex') };
+    const storage = this.repo.storage;
+    const store = storage.adopt !== undefined ? storage.adopt(h, p.file) : fs.promises.readFile(p.file).then((b) => storage.write(h, b));
+    const upload = store
       .then(() => {
         const desc: PackDescriptor = { id, type, blobs: p.blobs };
         this.repo.addToIndex([desc]);
@@ -104,8 +138,13 @@ export class Packer {
         this.failure ??= err;
       })
       .finally(() => {
+        fs.rmSync(p.file, { force: true });
         this.uploads.delete(upload);
-        if (p.credit > 0) this.release(p.credit);
+        if (this.uploads.size < this.maxUploads && this.heldCredit > 0) {
+          const c = this.heldCredit;
+          this.heldCredit = 0;
+          this.release(c);
+        }
       });
     this.uploads.add(upload);
   }
@@ -135,12 +174,15 @@ export class Packer {
     await this.maybeWriteIndex(true);
   }
 
-  /** Waits for uploads to settle without raising (used on abort paths). */
+  /** Abort path: waits for uploads to settle and removes unfinished temp files. */
   async drain(): Promise<void> {
+    for (const t of [BlobType.data, BlobType.tree] as const) {
+      const p = this.open[t];
+      if (p === undefined) continue;
+      delete this.open[t];
+      fs.closeSync(p.fd);
+      fs.rmSync(p.file, { force: true });
+    }
     while (this.uploads.size > 0) await Promise.race(this.uploads);
   }
-}
-
-export function assertNotFailed(err: unknown): never {
-  throw err instanceof BulwarkError ? err : new BulwarkError('INTERNAL', String(err));
 }

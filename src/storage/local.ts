@@ -151,20 +151,45 @@ export class LocalStorage implements Storage {
       } finally {
         await fh.close();
       }
-      try {
-        await fsp.link(tmp, final);
-      } catch (err) {
-        if (sysCode(err) !== 'ENOENT') throw err;
-        // The kind's directory is missing (a data subdirectory removed by hand): recreate it once.
-        await fsp.mkdir(path.dirname(final), { recursive: true, mode: 0o700 });
-        await fsp.link(tmp, final);
-      }
-      await syncDir(path.dirname(final));
+      await this.linkInto(tmp, final);
     } catch (err) {
       throw this.ioError(err, 'write', describe(h));
     } finally {
       await fsp.rm(tmp, { force: true }).catch(() => undefined);
     }
+  }
+
+  tempDir(): string {
+    return path.join(this.root, 'tmp');
+  }
+
+  async adopt(h: Handle, file: string): Promise<void> {
+    const final = this.pathOf(h);
+    try {
+      const fh = await fsp.open(file, 'r');
+      try {
+        await fh.sync();
+      } finally {
+        await fh.close();
+      }
+      await fsp.chmod(file, 0o400);
+      await this.linkInto(file, final);
+      await fsp.rm(file, { force: true });
+    } catch (err) {
+      throw this.ioError(err, 'write', describe(h));
+    }
+  }
+
+  private async linkInto(tmp: string, final: string): Promise<void> {
+    try {
+      await fsp.link(tmp, final);
+    } catch (err) {
+      if (sysCode(err) !== 'ENOENT') throw err;
+      // The kind's directory is missing (a data subdirectory removed by hand): recreate it once.
+      await fsp.mkdir(path.dirname(final), { recursive: true, mode: 0o700 });
+      await fsp.link(tmp, final);
+    }
+    await syncDir(path.dirname(final));
   }
 
   async delete(h: Handle): Promise<void> {

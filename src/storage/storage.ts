@@ -37,6 +37,16 @@ export interface Storage {
   write(h: Handle, data: Uint8Array): Promise<void>;
   delete(h: Handle): Promise<void>;
   close(): Promise<void>;
+  /**
+   * Optional: a directory where callers may assemble large objects (packs) in files, on the same
+   * filesystem as the store, so that `adopt` can publish them without copying.
+   */
+  tempDir?(): string;
+  /**
+   * Optional: publishes a complete file from `tempDir()` as the object `h`, with the same atomic,
+   * write-once guarantees as `write`. The file is consumed (moved or removed) on success.
+   */
+  adopt?(h: Handle, file: string): Promise<void>;
 }
 
 export function describe(h: Handle): string {
