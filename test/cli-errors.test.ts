@@ -196,7 +196,6 @@ describe('usage errors', () => {
 
   it(
     'an unknown key subcommand is a usage error even where no repository exists',
-    { todo: 'src/cli/commands/key.ts key.run opens the repository before validating the subcommand: `key frob` on a missing repo exits 10 REPO_NOT_FOUND instead of 2 USAGE' },
     async () => {
       const root = newRoot();
       const env = { BULWARK_REPO: path.join(root, 'repo'), BULWARK_PASSWORD: PASSWORD };

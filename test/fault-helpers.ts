@@ -146,7 +146,7 @@ export function makeVariedTree(dir: string, scale = 1): number {
     bytes += data.length;
   };
   const tag = randomBytes(8).toString('hex');
-  const sizes = [700_000, 300_000, 90_000, 1_200_000].map((s) => Math.round(s * scale));
+  const sizes = [700_000, 300_000, 90_000, 3_000_000].map((s) => Math.round(s * scale));
   sizes.forEach((s, i) => write(`random/r${i}.bin`, randomBytes(s)));
   const line = (i: number): string => `${tag} line ${i}: the quick brown fox jumps over the lazy dog ${(i * 7919) % 1000}\n`;
   let text = '';

@@ -18,9 +18,11 @@ function globToRegExp(glob: string): string {
     const c = glob[i]!;
     if (c === '*') {
       if (glob[i + 1] === '*') {
-        re += '.*';
         i++;
-        if (glob[i + 1] === '/') i++;
+        if (glob[i + 1] === '/') {
+          re += '(?:.*/)?';
+          i++;
+        } else re += '.*';
       } else re += '[^/]*';
     } else if (c === '?') re += '[^/]';
     else if (c === '[') {

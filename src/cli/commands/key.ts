@@ -12,6 +12,10 @@ export const key: Command = {
   options: { 'new-password-file': { type: 'string' } },
   async run(ctx, args, values) {
     const [sub, arg] = args;
+    if (!['list', 'add', 'remove', 'passwd'].includes(sub ?? '')) {
+      throw new BulwarkError('USAGE', `unknown key subcommand ${JSON.stringify(sub ?? '')}`, { hint: this.usage });
+    }
+    if (sub === 'remove' && arg === undefined) throw new BulwarkError('USAGE', 'key remove needs a key ID', { hint: this.usage });
     const repo = await ctx.openRepo();
     const newPassword = (): string => ctx.password(str(values, 'new-password-file'), 'BULWARK_NEW_PASSWORD', 'BULWARK_NEW_PASSWORD_FILE');
     switch (sub) {
