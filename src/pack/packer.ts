@@ -14,12 +14,26 @@ import { createHash, randomBytes, type Hash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { BulwarkError, sysCode } from '../errors.js';
 import type { Repository } from '../repo/repository.js';
 import { putObject } from '../repo/objects.js';
 import { BlobType, type BlobTypeCode } from './blob-index.js';
 import { encodeIndex, encodeTrailer, type PackBlob, type PackDescriptor } from './formats.js';
 
 const INDEX_FLUSH_BLOBS = 50_000;
+
+/** Turns a temp-file error into the engine's error (a full disk gets its own code). */
+function tempFileError(err: unknown, file: string): BulwarkError {
+  const code = sysCode(err);
+  if (code === 'ENOSPC' || code === 'EDQUOT') {
+    return new BulwarkError('DISK_FULL', `no space left for pack file ${file}`, {
+      subject: file,
+      cause: err,
+      hint: 'free space (packs are assembled in the repository\'s tmp directory); earlier snapshots are intact',
+    });
+  }
+  return new BulwarkError('STORAGE_IO', `cannot write pack file ${file}: ${err instanceof Error ? err.message : String(err)}`, { subject: file, cause: err });
+}
 
 class OpenPack {
   blobs: PackBlob[] = [];
@@ -30,12 +44,20 @@ class OpenPack {
     readonly type: BlobTypeCode,
     readonly file: string,
   ) {
-    this.fd = fs.openSync(file, 'wx', 0o600);
+    try {
+      this.fd = fs.openSync(file, 'wx', 0o600);
+    } catch (err) {
+      throw tempFileError(err, file);
+    }
   }
 
   append(data: Uint8Array): void {
     let off = 0;
-    while (off < data.length) off += fs.writeSync(this.fd, data, off, data.length - off);
+    try {
+      while (off < data.length) off += fs.writeSync(this.fd, data, off, data.length - off);
+    } catch (err) {
+      throw tempFileError(err, this.file);
+    }
     this.hash.update(data);
     this.size += data.length;
   }

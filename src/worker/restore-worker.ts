@@ -17,8 +17,12 @@ export function isZero(b: Uint8Array): boolean {
   return true;
 }
 
+const myUid = process.getuid?.() ?? -1;
+const myGid = process.getgid?.() ?? -1;
+
 export function applyMeta(fd: number, meta: FileMeta, owner: boolean): void {
-  if (owner) fs.fchownSync(fd, meta.uid, meta.gid);
+  // New files already belong to us: chown only when the owner differs.
+  if (owner && (meta.uid !== myUid || meta.gid !== myGid)) fs.fchownSync(fd, meta.uid, meta.gid);
   fs.fchmodSync(fd, meta.mode);
   const t = Number(BigInt(meta.mtimeNs)) / 1e9;
   fs.futimesSync(fd, t, t);
@@ -55,7 +59,7 @@ function runPack(task: PackTask): TaskDone {
     let fd: number | undefined;
     try {
       fd = fs.openSync(f.path, f.whole ? 'w' : 'r+', 0o600);
-      if (f.whole) fs.ftruncateSync(fd, f.size);
+      let end = 0;
       for (const [bi, off] of f.writes) {
         let data: Buffer | null;
         try {
@@ -68,7 +72,10 @@ function runPack(task: PackTask): TaskDone {
         let w = 0;
         while (w < data.length) w += fs.writeSync(fd, data, w, data.length - w, off + w);
         done.bytes += data.length;
+        end = Math.max(end, off + data.length);
       }
+      // Skipped zero chunks at the end leave a hole up to the size (a sparse tail).
+      if (f.whole && end < f.size) fs.ftruncateSync(fd, f.size);
       if (f.whole && f.meta !== undefined) applyMeta(fd, f.meta, init.owner);
     } catch (err) {
       done.errors.push(errOf(f.path, err));
