@@ -2,9 +2,7 @@
 // GNU time for the benchmark itself. Secrets only ever travel in `env`.
 import { spawn } from "node:child_process";
 import { createWriteStream } from "node:fs";
-import { mkdtemp, readFile, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { readFile, rm } from "node:fs/promises";
 
 export const GNU_TIME = "/usr/bin/time";
 
@@ -117,20 +115,19 @@ export interface Measurement {
   readonly sysS: number;
 }
 
-/** Runs a command under `/usr/bin/time` and returns its wall time and peak RSS. */
-export async function measure(cmd: string, args: readonly string[], opts: RunOptions): Promise<Measurement> {
-  const dir = await mkdtemp(join(tmpdir(), "bench-time-"));
-  const out = join(dir, "time");
-  try {
-    const started = performance.now();
-    const r = await run(GNU_TIME, ["-f", "%e %M %U %S", "-o", out, cmd, ...args], opts);
-    const fallbackWall = (performance.now() - started) / 1000;
-    const parsed = parseTime(await readFile(out, "utf8").catch(() => ""));
-    const base = parsed ?? { wallS: fallbackWall, maxRssKiB: 0, userS: 0, sysS: 0 };
-    return r.code === 0 ? { ok: true, ...base } : { ok: false, error: failure(r), ...base };
-  } finally {
-    await rm(dir, { recursive: true, force: true });
-  }
+/**
+ * Runs a command under `/usr/bin/time` and returns its wall time and peak RSS.
+ * GNU time writes its figures to `timeFile`, apart from the command's output.
+ */
+export async function measure(cmd: string, args: readonly string[], timeFile: string, opts: RunOptions): Promise<Measurement> {
+  await rm(timeFile, { force: true });
+  const started = performance.now();
+  const r = await run(GNU_TIME, ["-f", "%e %M %U %S", "-o", timeFile, cmd, ...args], opts);
+  const fallbackWall = (performance.now() - started) / 1000;
+  const parsed = parseTime(await readFile(timeFile, "utf8").catch(() => ""));
+  await rm(timeFile, { force: true });
+  const base = parsed ?? { wallS: fallbackWall, maxRssKiB: 0, userS: 0, sysS: 0 };
+  return r.code === 0 ? { ok: true, ...base } : { ok: false, error: failure(r), ...base };
 }
 
 function parseTime(text: string): Omit<Measurement, "ok" | "error"> | undefined {

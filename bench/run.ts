@@ -7,6 +7,7 @@ import { STEP_NAMES, USAGE, layout, parseOptions, type Layout, type Options, typ
 import { killRunning } from "./exec.js";
 import { ensureSources, resetWork, workHolds } from "./data.js";
 import { summarize } from "./fsutil.js";
+import { lockDataDir } from "./lock.js";
 import { comparisons, formatComparisons, formatRecords } from "./report.js";
 import { runStep, type StepContext, type StepRecord } from "./steps.js";
 import { makeTool, type Tool } from "./tools.js";
@@ -75,6 +76,8 @@ async function main(): Promise<number> {
   const stamp = new Date().toISOString().replace(/[:.]/g, "-");
   const lay = layout(opts.dataDir, stamp);
   say(`data dir ${lay.root}`);
+  await mkdir(lay.root, { recursive: true });
+  lockDataDir(lay.root);
   await ensureSources(lay, say);
   if (opts.prepareOnly) return 0;
   await mkdir(lay.logs, { recursive: true });

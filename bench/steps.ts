@@ -55,7 +55,7 @@ async function timed(step: RecordName, tool: Tool, c: Command, ctx: StepContext,
   for (const p of warmPaths) await warm(p);
   await must("sync", []);
   const log = join(ctx.lay.logs, `${ctx.round}-${tool.name}-${step}.log`);
-  const m = await measure(c.cmd, c.args, { env: tool.env, log, timeoutS: ctx.timeoutS, ...(c.cwd === undefined ? {} : { cwd: c.cwd }) });
+  const m = await measure(c.cmd, c.args, `${log}.time`, { env: tool.env, log, timeoutS: ctx.timeoutS, ...(c.cwd === undefined ? {} : { cwd: c.cwd }) });
   return m.ok
     ? { round: ctx.round, step, tool: tool.name, status: "ok", measurement: m }
     : { round: ctx.round, step, tool: tool.name, status: "failed", error: `${m.error ?? "failed"} (log: ${log})`, measurement: m };
