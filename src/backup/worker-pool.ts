@@ -40,11 +40,15 @@ export class WorkerPool {
   private failure: Error | undefined;
 
   constructor(
-    repo: Repository,
+    private readonly repo: Repository,
     private readonly packer: Packer,
-    threads = Math.max(1, availableParallelism()),
+    private readonly threads = Math.max(1, availableParallelism()),
     private readonly maxQueued = 1024,
-  ) {
+  ) {}
+
+  /** Workers start with the first file to read, so a backup with nothing changed starts none. */
+  private start(): void {
+    const repo = this.repo;
     const init: WorkerInit = {
       encKey: repo.keys.enc,
       idKey: repo.keys.id,
@@ -56,7 +60,7 @@ export class WorkerPool {
       inflightLimit: 4 * repo.config.chunker.max,
     };
     const url = new URL('../worker/chunk-worker.js', import.meta.url);
-    for (let i = 0; i < threads; i++) {
+    for (let i = 0; i < this.threads; i++) {
       const worker = new Worker(url, { workerData: init, resourceLimits: { maxYoungGenerationSizeMb: 4 } });
       const slot: Slot = { worker, batches: new Map() };
       worker.on('message', (m: ResultMsg) => this.onResult(slot, m));
@@ -107,6 +111,7 @@ export class WorkerPool {
     if (this.batch.length === 0) return;
     const files = this.batch;
     this.batch = [];
+    if (this.slots.length === 0) this.start();
     let best = this.slots[0]!;
     for (const s of this.slots) if (s.batches.size < best.batches.size) best = s;
     const id = this.nextBatch++;

@@ -181,10 +181,14 @@ export class BlobIndex {
 
   private readonly scratch = Buffer.alloc(ID_LEN);
 
-  /** `has` for a hex ID, without allocating (the parent-snapshot check does this per chunk). */
+  /** `find` for a hex ID, without allocating (done per chunk when reading trees). */
+  findHex(hex: string): number {
+    if (this.scratch.write(hex, 'hex') !== ID_LEN) return -1;
+    return this.find(this.scratch);
+  }
+
   hasHex(hex: string): boolean {
-    if (this.scratch.write(hex, 'hex') !== ID_LEN) return false;
-    return this.find(this.scratch) >= 0;
+    return this.findHex(hex) >= 0;
   }
 
   /** Adds a blob location; returns false (and changes nothing) if the blob is already indexed. */

@@ -1,26 +1,36 @@
 // Restore planning: walk the snapshot (below an optional subpath), apply include/exclude patterns,
-// and list what must be created: directories, regular files with their blobs, links, special files.
+// and list what must be created. The plan keeps only what restoring needs (target path, metadata,
+// blob list) so that it stays small for trees with millions of files.
 import * as path from 'node:path';
 import { Excluder } from '../backup/exclude.js';
+import { BulwarkError } from '../errors.js';
 import type { Repository } from '../repo/repository.js';
-import type { TreeNode } from '../tree/node.js';
+import type { NodeType, TreeNode } from '../tree/node.js';
 import { resolvePath, walkTree } from '../tree/tree-reader.js';
 
-export interface PlannedEntry {
-  /** Path inside the snapshot. */
-  source: string;
-  /** Path on disk. */
+export interface PlannedItem {
   target: string;
-  node: TreeNode;
+  type: NodeType;
+  mode: number;
+  uid: number;
+  gid: number;
+  /** Seconds since the epoch (what utimes takes). */
+  mtime: number;
+  size: number;
+  /** Index entry numbers of the file's blobs, in order (compact: no hex IDs kept). */
+  blobs?: number[];
+  linkTarget?: string;
+  rdev?: number;
 }
 
 export interface RestorePlan {
-  dirs: PlannedEntry[];
-  files: PlannedEntry[];
-  /** Later occurrences of a hard-linked inode: [entry, target of the first occurrence]. */
-  hardlinks: Array<[PlannedEntry, string]>;
-  symlinks: PlannedEntry[];
-  specials: PlannedEntry[];
+  /** Parents before children. */
+  dirs: PlannedItem[];
+  files: PlannedItem[];
+  /** Later names of a hard-linked inode: [item, target of the first name]. */
+  hardlinks: Array<[PlannedItem, string]>;
+  symlinks: PlannedItem[];
+  specials: PlannedItem[];
   bytes: number;
 }
 
@@ -29,6 +39,25 @@ export interface PlanOptions {
   subpath: string;
   includes: string[];
   excludes: string[];
+}
+
+function item(repo: Repository, target: string, n: TreeNode): PlannedItem {
+  const it: PlannedItem = { target, type: n.type, mode: n.mode, uid: n.uid, gid: n.gid, mtime: Number(BigInt(n.mtime)) / 1e9, size: n.size ?? 0 };
+  if (n.content !== undefined) {
+    it.blobs = n.content.map((h) => {
+      const e = repo.index.findHex(h);
+      if (e < 0) {
+        throw new BulwarkError('BLOB_MISSING', `blob ${h} of ${target} is not in the index`, {
+          subject: target,
+          hint: 'run `bulwark check` to see which snapshots are affected',
+        });
+      }
+      return e;
+    });
+  }
+  if (n.target !== undefined) it.linkTarget = n.target;
+  if (n.rdev !== undefined) it.rdev = n.rdev;
+  return it;
 }
 
 export async function planRestore(repo: Repository, rootTree: string, opts: PlanOptions): Promise<RestorePlan> {
@@ -40,69 +69,71 @@ export async function planRestore(repo: Repository, rootTree: string, opts: Plan
   const base = path.resolve(opts.target);
   const prefix = opts.subpath === '' || opts.subpath === '/' ? '/' : '/' + opts.subpath.replace(/^\/+|\/+$/g, '');
   const targetOf = (source: string): string => path.join(base, prefix === '/' ? source : source.slice(prefix.length));
-  // Directories are added only once something inside them (or they themselves) is included.
-  const added = new Set<string>();
-  const addDirsUpTo = (source: string): void => {
-    const chain: string[] = [];
-    for (let p = path.posix.dirname(source); p !== '/' && p.length >= prefix.length && p !== prefix; p = path.posix.dirname(p)) chain.push(p);
-    for (const p of chain.reverse()) if (dirNodes.has(p) && !added.has(p)) {
-      added.add(p);
-      plan.dirs.push({ source: p, target: targetOf(p), node: dirNodes.get(p)! });
-    }
-  };
-  const dirNodes = new Map<string, TreeNode>();
-  const consider = (source: string, node: TreeNode, included: boolean): void => {
-    if (!included) return;
-    addDirsUpTo(source);
-    const e: PlannedEntry = { source, target: targetOf(source), node };
-    switch (node.type) {
+
+  const add = (target: string, n: TreeNode): void => {
+    const it = item(repo, target, n);
+    switch (n.type) {
       case 'dir':
-        if (!added.has(source)) {
-          added.add(source);
-          plan.dirs.push(e);
-        }
+        plan.dirs.push(it);
         return;
       case 'file': {
-        if (node.links > 1) {
-          const key = `${node.dev}:${node.inode}`;
+        if (n.links > 1) {
+          const key = `${n.dev}:${n.inode}`;
           const first = inodes.get(key);
           if (first !== undefined) {
-            plan.hardlinks.push([e, first]);
+            plan.hardlinks.push([it, first]);
             return;
           }
-          inodes.set(key, e.target);
+          inodes.set(key, it.target);
         }
-        plan.files.push(e);
-        plan.bytes += node.size ?? 0;
+        plan.files.push(it);
+        plan.bytes += it.size;
         return;
       }
       case 'symlink':
-        plan.symlinks.push(e);
+        plan.symlinks.push(it);
         return;
       default:
-        plan.specials.push(e);
+        plan.specials.push(it);
     }
   };
+
   if (start.type !== 'dir' || start.subtree === undefined) {
-    consider(prefix, start, true);
+    add(targetOf(prefix), start);
     const only = plan.files[0] ?? plan.symlinks[0] ?? plan.specials[0];
     if (only !== undefined) only.target = path.join(base, start.name);
     return plan;
   }
-  const walk = async (treeId: string, dir: string, inherited: boolean): Promise<void> => {
+
+  // A directory is added only when something inside it (or the directory itself) is included:
+  // `chain` is the path of directories above the current entry (source path, target, node), `added`
+  // those already planned. A file's target is its directory's target + "/" + name: V8 keeps that as
+  // a two-part rope sharing the directory's string, which keeps the plan small.
+  const added = new Set<string>();
+  const flat = (s: string): string => {
+    s.charCodeAt(0); // flattens a rope in place, so children share one flat directory string
+    return s;
+  };
+  const walk = async (treeId: string, dir: string, dirTarget: string, inherited: boolean, chain: Array<[string, string, TreeNode]>): Promise<void> => {
     await walkTree(repo, treeId, dir, async (source, node) => {
       if (!exclude.empty && exclude.excluded(source)) return false;
       const inc = inherited || include.empty || include.excluded(source);
-      if (node.type === 'dir') {
-        dirNodes.set(source, node);
-        consider(source, node, inc);
-        if (node.subtree !== undefined) await walk(node.subtree, source, inc && !include.empty ? true : inherited);
-        return false;
+      const target = node.type === 'dir' ? flat(`${dirTarget}/${node.name}`) : `${dirTarget}/${node.name}`;
+      if (inc) {
+        for (const [s, t, n] of chain) {
+          if (added.has(s)) continue;
+          added.add(s);
+          add(t, n);
+        }
+        if (node.type === 'dir' && !include.empty) added.add(source);
+        add(target, node);
       }
-      consider(source, node, inc);
-      return true;
+      if (node.type === 'dir' && node.subtree !== undefined) {
+        await walk(node.subtree, source, target, inc && !include.empty ? true : inherited, inc ? [] : [...chain, [source, target, node]]);
+      }
+      return false;
     });
   };
-  await walk(start.subtree, prefix, false);
+  await walk(start.subtree, prefix, flat(targetOf(prefix)).replace(/\/+$/, ''), false, []);
   return plan;
 }

@@ -1,18 +1,18 @@
 // Restore: create directories, then stream packs to workers that decode blobs and write files in
 // parallel, then links and special files, then directory metadata (deepest first, because writing
 // into a directory changes its mtime). Each pack is read once, as one range covering the blobs
-// needed from it, so a full restore reads the repository sequentially pack by pack.
+// needed from it, so a full restore reads the repository pack by pack. The work for a pack (which
+// files, which offsets) is built just before the pack is sent, so memory holds the plan plus a few
+// packs in flight, not a copy of the whole plan per pack.
 import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
-import { BulwarkError } from '../errors.js';
 import { Lock } from '../repo/lock.js';
-import type { Repository } from '../repo/repository.js';
+import { mapLimit, type Repository } from '../repo/repository.js';
 import type { Snapshot } from '../snapshot/snapshot.js';
-import type { TreeNode } from '../tree/node.js';
-import type { FileMeta, PackFile, PackTask, RestoreInit, TaskDone, VerifyTask } from '../worker/restore-protocol.js';
-import { planRestore, type PlannedEntry, type RestorePlan } from './plan.js';
+import type { PackFile, PackTask, RestoreInit, TaskDone, VerifyTask } from '../worker/restore-protocol.js';
+import { planRestore, type PlannedItem, type RestorePlan } from './plan.js';
 
 export interface RestoreOptions {
   target: string;
@@ -37,10 +37,6 @@ export interface RestoreResult {
 
 const owner = process.getuid?.() === 0;
 
-function metaOf(n: TreeNode): FileMeta {
-  return { mode: n.mode, uid: n.uid, gid: n.gid, mtimeNs: n.mtime };
-}
-
 class Pool {
   private readonly workers: Worker[] = [];
   private readonly busy: number[] = [];
@@ -51,7 +47,7 @@ class Pool {
     const init: RestoreInit = { encKey: repo.keys.enc, idKey: repo.keys.id, owner };
     const url = new URL('../worker/restore-worker.js', import.meta.url);
     for (let i = 0; i < threads; i++) {
-      const w = new Worker(url, { workerData: init });
+      const w = new Worker(url, { workerData: init, resourceLimits: { maxYoungGenerationSizeMb: 4 } });
       w.on('message', (d: TaskDone) => {
         this.busy[i]!--;
         this.waiting.get(d.task)?.(d);
@@ -78,58 +74,60 @@ class Pool {
   }
 }
 
-interface PackWork {
-  pack: number;
-  blobs: Array<{ entry: number; offset: number; stored: number }>;
-  blobIndex: Map<number, number>;
-  files: PackFile[];
+/** For each pack the files that need something from it, and the files whose blobs span packs. */
+interface Layout {
+  byPack: Map<number, number[]>;
+  spanning: Set<number>;
 }
 
-/** Groups every file's blobs by pack. Files whose blobs span packs are pre-created here. */
-function groupByPack(repo: Repository, files: PlannedEntry[]): { work: Map<number, PackWork>; spanning: PlannedEntry[] } {
-  const work = new Map<number, PackWork>();
-  const spanning: PlannedEntry[] = [];
-  for (const f of files) {
-    const content = f.node.content ?? [];
-    const locs = content.map((h) => {
-      const e = repo.index.find(Buffer.from(h, 'hex'));
-      if (e < 0) {
-        throw new BulwarkError('BLOB_MISSING', `blob ${h} of ${f.source} is not in the index`, {
-          subject: f.source,
-          hint: 'run `bulwark check` to see which snapshots are affected',
-        });
-      }
-      return { e, loc: repo.index.location(e) };
-    });
-    const packs = new Set(locs.map((l) => l.loc.pack));
-    const whole = packs.size === 1;
-    if (!whole) spanning.push(f);
-    const perPack = new Map<number, PackFile>();
+function layout(repo: Repository, files: PlannedItem[]): Layout {
+  const byPack = new Map<number, number[]>();
+  const spanning = new Set<number>();
+  files.forEach((f, fi) => {
+    let firstPack = -1;
+    for (const e of f.blobs ?? []) {
+      const pack = repo.index.location(e).pack;
+      if (firstPack === -1) firstPack = pack;
+      else if (pack !== firstPack) spanning.add(fi);
+      let list = byPack.get(pack);
+      if (list === undefined) byPack.set(pack, (list = []));
+      if (list[list.length - 1] !== fi) list.push(fi);
+    }
+  });
+  return { byPack, spanning };
+}
+
+/** The task for one pack: its needed blobs (each once) and, per file, what to write where. */
+function packTask(repo: Repository, pack: number, plan: RestorePlan, lay: Layout): { task: Omit<PackTask, 'task' | 'data' | 'base'>; lo: number; hi: number } {
+  const blobIndex = new Map<number, number>();
+  const blobs: PackTask['blobs'] = [];
+  const files: PackFile[] = [];
+  let lo = Infinity;
+  let hi = 0;
+  for (const fi of lay.byPack.get(pack) ?? []) {
+    const f = plan.files[fi]!;
+    const whole = !lay.spanning.has(fi);
+    const pf: PackFile = { path: f.target, size: f.size, whole, writes: [] };
+    if (whole) pf.meta = { mode: f.mode, uid: f.uid, gid: f.gid, mtime: f.mtime };
     let off = 0;
-    for (const { e, loc } of locs) {
-      let w = work.get(loc.pack);
-      if (w === undefined) {
-        w = { pack: loc.pack, blobs: [], blobIndex: new Map(), files: [] };
-        work.set(loc.pack, w);
+    for (const e of f.blobs ?? []) {
+      const loc = repo.index.location(e);
+      if (loc.pack === pack) {
+        let bi = blobIndex.get(e);
+        if (bi === undefined) {
+          bi = blobs.length;
+          blobIndex.set(e, bi);
+          blobs.push({ offset: loc.offset, stored: loc.stored, id: repo.index.idAt(e) });
+          lo = Math.min(lo, loc.offset);
+          hi = Math.max(hi, loc.offset + loc.stored);
+        }
+        pf.writes.push([bi, off]);
       }
-      let bi = w.blobIndex.get(e);
-      if (bi === undefined) {
-        bi = w.blobs.length;
-        w.blobs.push({ entry: e, offset: loc.offset, stored: loc.stored });
-        w.blobIndex.set(e, bi);
-      }
-      let pf = perPack.get(loc.pack);
-      if (pf === undefined) {
-        pf = { path: f.target, size: f.node.size ?? 0, whole, writes: [] };
-        if (whole) pf.meta = metaOf(f.node);
-        perPack.set(loc.pack, pf);
-        w.files.push(pf);
-      }
-      pf.writes.push([bi, off]);
       off += loc.raw;
     }
+    files.push(pf);
   }
-  return { work, spanning };
+  return { task: { t: 'pack', pack: repo.index.packs.hex(pack), blobs, files }, lo, hi };
 }
 
 export async function restoreSnapshot(repo: Repository, snap: Snapshot, opts: RestoreOptions): Promise<RestoreResult> {
@@ -159,19 +157,43 @@ export async function restoreSnapshot(repo: Repository, snap: Snapshot, opts: Re
   }
 }
 
+type Fail = (path: string, err: unknown) => void;
+
+/** Creates directories level by level, each level in parallel (file creation is latency-bound). */
+async function makeDirs(target: string, dirs: PlannedItem[], fail: Fail): Promise<void> {
+  fs.mkdirSync(target, { recursive: true });
+  const levels = new Map<number, PlannedItem[]>();
+  for (const d of dirs) {
+    const depth = d.target.split('/').length;
+    let l = levels.get(depth);
+    if (l === undefined) levels.set(depth, (l = []));
+    l.push(d);
+  }
+  for (const depth of [...levels.keys()].sort((a, b) => a - b)) {
+    await mapLimit(levels.get(depth)!, 32, async (d) => {
+      try {
+        await fs.promises.mkdir(d.target, { mode: 0o700 });
+      } catch (err) {
+        if ((err as { code?: string }).code !== 'EEXIST') fail(d.target, err);
+      }
+    });
+  }
+}
+
 async function execute(repo: Repository, plan: RestorePlan, opts: RestoreOptions, result: RestoreResult): Promise<void> {
-  const fail = (path: string, err: unknown): void => {
+  const fail: Fail = (path, err) => {
     result.errors.push({ path, code: (err as { code?: string }).code ?? 'EIO', message: err instanceof Error ? err.message : String(err) });
   };
-  fs.mkdirSync(opts.target, { recursive: true });
-  for (const d of plan.dirs) fs.mkdirSync(d.target, { recursive: true, mode: 0o700 });
-  const { work, spanning } = groupByPack(repo, plan.files.filter((f) => (f.node.content ?? []).length > 0));
-  const spans = new Set(spanning);
-  for (const f of plan.files) {
-    if ((f.node.content ?? []).length > 0 && !spans.has(f)) continue;
+  await makeDirs(opts.target, plan.dirs, fail);
+  const lay = layout(repo, plan.files);
+  const spans = lay.spanning;
+  // Empty files and files spanning packs are created here; the rest by the worker of their pack.
+  for (let fi = 0; fi < plan.files.length; fi++) {
+    const f = plan.files[fi]!;
+    if ((f.blobs ?? []).length > 0 && !spans.has(fi)) continue;
     try {
       const fd = fs.openSync(f.target, 'w', 0o600);
-      fs.ftruncateSync(fd, f.node.size ?? 0);
+      fs.ftruncateSync(fd, f.size);
       fs.closeSync(fd);
     } catch (err) {
       fail(f.target, err);
@@ -181,67 +203,53 @@ async function execute(repo: Repository, plan: RestorePlan, opts: RestoreOptions
   const pool = new Pool(repo, threads);
   let written = 0;
   try {
-    const tasks = [...work.values()];
     const inflight = new Set<Promise<void>>();
-    for (const w of tasks) {
-      while (inflight.size >= threads * 2) await Promise.race(inflight);
-      const p = runPackWork(repo, pool, w).then(
+    for (const pack of lay.byPack.keys()) {
+      while (inflight.size >= threads + 1) await Promise.race(inflight);
+      const p = runPack(repo, pool, pack, plan, lay).then(
         (d) => {
           written += d.bytes;
           result.errors.push(...d.errors);
           opts.onProgress?.({ files: 0, bytes: written, totalBytes: plan.bytes });
         },
-        (err: unknown) => fail(`data/${repo.index.packs.hex(w.pack)}`, err),
+        (err: unknown) => fail(`data/${repo.index.packs.hex(pack)}`, err),
       );
       const tracked = p.finally(() => inflight.delete(tracked));
       inflight.add(tracked);
     }
     await Promise.all(inflight);
-    for (const f of spanning) applyMetaByPath(f, fail);
-    for (const f of plan.files) if ((f.node.content ?? []).length === 0) applyMetaByPath(f, fail);
+    for (let fi = 0; fi < plan.files.length; fi++) {
+      const f = plan.files[fi]!;
+      if ((f.blobs ?? []).length === 0 || spans.has(fi)) applyMeta(f, fail);
+    }
     finishLinks(plan, fail);
     if (opts.verify === true) result.verified = await verify(repo, pool, plan, result);
   } finally {
     await pool.close();
   }
-  for (const d of [...plan.dirs].reverse()) applyMetaByPath(d, fail);
+  for (const d of [...plan.dirs].reverse()) applyMeta(d, fail);
 }
 
-async function runPackWork(repo: Repository, pool: Pool, w: PackWork): Promise<TaskDone> {
-  let lo = Infinity;
-  let hi = 0;
-  for (const b of w.blobs) {
-    lo = Math.min(lo, b.offset);
-    hi = Math.max(hi, b.offset + b.stored);
-  }
-  const pack = repo.index.packs.hex(w.pack);
-  const data = await repo.storage.read({ kind: 'data', name: pack }, lo, hi - lo);
+async function runPack(repo: Repository, pool: Pool, pack: number, plan: RestorePlan, lay: Layout): Promise<TaskDone> {
+  const { task, lo, hi } = packTask(repo, pack, plan, lay);
+  const data = await repo.storage.read({ kind: 'data', name: task.pack }, lo, hi - lo);
   // Transfer the buffer to the worker when it owns its memory; copy only pooled small buffers.
   const owned = data.byteOffset === 0 && data.byteLength === data.buffer.byteLength && !(data.buffer instanceof SharedArrayBuffer);
-  const copy = owned ? new Uint8Array(data.buffer, 0, data.length) : Uint8Array.from(data);
-  const task: Omit<PackTask, 'task'> = {
-    t: 'pack',
-    pack,
-    data: copy,
-    base: lo,
-    blobs: w.blobs.map((b) => ({ offset: b.offset, stored: b.stored, id: repo.index.idAt(b.entry) })),
-    files: w.files,
-  };
-  return pool.run(task, [copy.buffer]);
+  const bytes = owned ? new Uint8Array(data.buffer, 0, data.length) : Uint8Array.from(data);
+  return pool.run({ ...task, data: bytes, base: lo }, [bytes.buffer as ArrayBuffer]);
 }
 
-function applyMetaByPath(e: PlannedEntry, fail: (p: string, err: unknown) => void): void {
+function applyMeta(e: PlannedItem, fail: Fail): void {
   try {
-    if (owner) fs.lchownSync(e.target, e.node.uid, e.node.gid);
-    if (e.node.type !== 'symlink') fs.chmodSync(e.target, e.node.mode);
-    const t = Number(BigInt(e.node.mtime)) / 1e9;
-    fs.lutimesSync(e.target, t, t);
+    if (owner) fs.lchownSync(e.target, e.uid, e.gid);
+    if (e.type !== 'symlink') fs.chmodSync(e.target, e.mode);
+    fs.lutimesSync(e.target, e.mtime, e.mtime);
   } catch (err) {
     fail(e.target, err);
   }
 }
 
-function finishLinks(plan: RestorePlan, fail: (p: string, err: unknown) => void): void {
+function finishLinks(plan: RestorePlan, fail: Fail): void {
   for (const [e, first] of plan.hardlinks) {
     try {
       fs.rmSync(e.target, { force: true });
@@ -253,8 +261,8 @@ function finishLinks(plan: RestorePlan, fail: (p: string, err: unknown) => void)
   for (const e of plan.symlinks) {
     try {
       fs.rmSync(e.target, { force: true });
-      fs.symlinkSync(e.node.target ?? '', e.target);
-      applyMetaByPath(e, fail);
+      fs.symlinkSync(e.linkTarget ?? '', e.target);
+      applyMeta(e, fail);
     } catch (err) {
       fail(e.target, err);
     }
@@ -262,17 +270,17 @@ function finishLinks(plan: RestorePlan, fail: (p: string, err: unknown) => void)
   for (const e of plan.specials) {
     try {
       fs.rmSync(e.target, { force: true });
-      if (e.node.type === 'fifo') execFileSync('mkfifo', ['-m', (e.node.mode & 0o777).toString(8), e.target]);
-      else if ((e.node.type === 'chardev' || e.node.type === 'blockdev') && owner) {
-        const rdev = e.node.rdev ?? 0;
+      if (e.type === 'fifo') execFileSync('mkfifo', ['-m', (e.mode & 0o777).toString(8), e.target]);
+      else if ((e.type === 'chardev' || e.type === 'blockdev') && owner) {
+        const rdev = e.rdev ?? 0;
         const major = (rdev >> 8) & 0xfff;
         const minor = (rdev & 0xff) | ((rdev >> 12) & 0xfff00);
-        execFileSync('mknod', [e.target, e.node.type === 'chardev' ? 'c' : 'b', String(major), String(minor)]);
+        execFileSync('mknod', [e.target, e.type === 'chardev' ? 'c' : 'b', String(major), String(minor)]);
       } else {
-        fail(e.target, Object.assign(new Error(`${e.node.type} not restored (needs ${e.node.type === 'socket' ? 'its program' : 'root'})`), { code: 'SKIPPED' }));
+        fail(e.target, Object.assign(new Error(`${e.type} not restored (needs ${e.type === 'socket' ? 'its program' : 'root'})`), { code: 'SKIPPED' }));
         continue;
       }
-      applyMetaByPath(e, fail);
+      applyMeta(e, fail);
     } catch (err) {
       fail(e.target, err);
     }
@@ -281,20 +289,18 @@ function finishLinks(plan: RestorePlan, fail: (p: string, err: unknown) => void)
 
 async function verify(repo: Repository, pool: Pool, plan: RestorePlan, result: RestoreResult): Promise<number> {
   const batches: VerifyTask['files'][] = [[]];
-  for (const f of plan.files) {
-    const content = f.node.content ?? [];
-    const ids = Buffer.concat(content.map((h) => Buffer.from(h, 'hex')));
-    // Chunk lengths are not in the tree; the index has them.
-    const raws = content.map((h) => repo.index.location(repo.index.find(Buffer.from(h, 'hex'))).raw);
-    batches[batches.length - 1]!.push({ path: f.target, size: f.node.size ?? 0, raws, ids });
+  plan.files.forEach((f) => {
+    const es = f.blobs ?? [];
+    const ids = Buffer.concat([...es].map((e) => repo.index.idAt(e)));
+    const raws = [...es].map((e) => repo.index.location(e).raw);
+    batches[batches.length - 1]!.push({ path: f.target, size: f.size, raws, ids });
     if (batches[batches.length - 1]!.length >= 256) batches.push([]);
-  }
-  return Promise.all(batches.map((files) => pool.run({ t: 'verify', files }))).then((done) => {
-    let n = 0;
-    for (const d of done) {
-      result.errors.push(...d.errors.map((e) => ({ ...e, code: 'VERIFY_FAILED' })));
-      n += d.bytes;
-    }
-    return n;
   });
+  const done = await Promise.all(batches.map((files) => pool.run({ t: 'verify', files })));
+  let n = 0;
+  for (const d of done) {
+    result.errors.push(...d.errors.map((e) => ({ ...e, code: 'VERIFY_FAILED' })));
+    n += d.bytes;
+  }
+  return n;
 }

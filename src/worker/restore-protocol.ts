@@ -10,7 +10,8 @@ export interface FileMeta {
   mode: number;
   uid: number;
   gid: number;
-  mtimeNs: string;
+  /** Seconds since the epoch. */
+  mtime: number;
 }
 
 export interface PackFile {

@@ -6,7 +6,7 @@ import { parentPort, workerData } from 'node:worker_threads';
 import { blobId } from '../crypto/keys.js';
 import { BlobCodec } from '../pack/blob-codec.js';
 import { sysCode } from '../errors.js';
-import type { FileMeta, PackTask, RestoreInit, TaskDone, VerifyTask } from './restore-protocol.js';
+import type { FileMeta, PackFile, PackTask, RestoreInit, TaskDone, VerifyTask } from './restore-protocol.js';
 
 const init = workerData as RestoreInit;
 const port = parentPort!;
@@ -24,65 +24,78 @@ export function applyMeta(fd: number, meta: FileMeta, owner: boolean): void {
   // New files already belong to us: chown only when the owner differs.
   if (owner && (meta.uid !== myUid || meta.gid !== myGid)) fs.fchownSync(fd, meta.uid, meta.gid);
   fs.fchmodSync(fd, meta.mode);
-  const t = Number(BigInt(meta.mtimeNs)) / 1e9;
-  fs.futimesSync(fd, t, t);
+  fs.futimesSync(fd, meta.mtime, meta.mtime);
 }
 
 function errOf(path: string, err: unknown): { path: string; code: string; message: string } {
   return { path, code: sysCode(err) ?? 'EIO', message: err instanceof Error ? err.message : String(err) };
 }
 
-function runPack(task: PackTask): TaskDone {
+const openAsync = (path: string, flags: string): Promise<number> =>
+  new Promise((resolve, reject) => fs.open(path, flags, 0o600, (err, fd) => (err === null ? resolve(fd) : reject(err))));
+
+/** Files opened at once per worker: creating a file is latency-bound on many filesystems. */
+const OPEN_CONCURRENCY = 16;
+
+async function runPack(task: PackTask): Promise<TaskDone> {
   const done: TaskDone = { task: task.task, bytes: 0, errors: [] };
   // Decoded blobs are kept only while another write in this task still needs them.
   const uses = new Uint32Array(task.blobs.length);
   for (const f of task.files) for (const [bi] of f.writes) uses[bi]!++;
   const decoded: Array<Buffer | null | undefined> = new Array(task.blobs.length);
-  const blob = (i: number): Buffer | null => {
-    const v = decodeOnce(i);
-    if (--uses[i]! === 0) decoded[i] = undefined;
-    return v;
-  };
   const decodeOnce = (i: number): Buffer | null => {
     const cached = decoded[i];
     if (cached !== undefined) return cached;
     const b = task.blobs[i]!;
     const start = b.offset - task.base;
     const plain = codec.decode(task.data.subarray(start, start + b.stored));
-    if (!blobId(init.idKey, plain).equals(b.id)) throw new Error(`pack ${task.pack}: blob at offset ${b.offset} does not match its ID`);
+    if (!blobId(init.idKey, plain).equals(b.id)) throw new Error(`blob at offset ${b.offset} does not match its ID`);
     // Zero runs are written as holes; keep only a marker for them.
     const v = b.stored * 16 < plain.length && isZero(plain) ? null : plain;
     decoded[i] = v;
     return v;
   };
-  for (const f of task.files) {
-    let fd: number | undefined;
-    try {
-      fd = fs.openSync(f.path, f.whole ? 'w' : 'r+', 0o600);
-      let end = 0;
-      for (const [bi, off] of f.writes) {
-        let data: Buffer | null;
-        try {
-          data = blob(bi);
-        } catch (err) {
-          done.errors.push({ path: f.path, code: 'PACK_CORRUPT', message: err instanceof Error ? `pack ${task.pack}: ${err.message}` : String(err) });
-          continue;
-        }
-        if (data === null) continue;
-        let w = 0;
-        while (w < data.length) w += fs.writeSync(fd, data, w, data.length - w, off + w);
-        done.bytes += data.length;
-        end = Math.max(end, off + data.length);
+  const blob = (i: number): Buffer | null => {
+    const v = decodeOnce(i);
+    if (--uses[i]! === 0) decoded[i] = undefined;
+    return v;
+  };
+  const writeFile = (f: PackFile, fd: number): void => {
+    let end = 0;
+    for (const [bi, off] of f.writes) {
+      let data: Buffer | null;
+      try {
+        data = blob(bi);
+      } catch (err) {
+        done.errors.push({ path: f.path, code: 'PACK_CORRUPT', message: `pack ${task.pack}: ${err instanceof Error ? err.message : String(err)}` });
+        continue;
       }
-      // Skipped zero chunks at the end leave a hole up to the size (a sparse tail).
-      if (f.whole && end < f.size) fs.ftruncateSync(fd, f.size);
-      if (f.whole && f.meta !== undefined) applyMeta(fd, f.meta, init.owner);
-    } catch (err) {
-      done.errors.push(errOf(f.path, err));
-    } finally {
-      if (fd !== undefined) fs.closeSync(fd);
+      if (data === null) continue;
+      let w = 0;
+      while (w < data.length) w += fs.writeSync(fd, data, w, data.length - w, off + w);
+      done.bytes += data.length;
+      end = Math.max(end, off + data.length);
     }
-  }
+    // Skipped zero chunks at the end leave a hole up to the size (a sparse tail).
+    if (f.whole && end < f.size) fs.ftruncateSync(fd, f.size);
+    if (f.whole && f.meta !== undefined) applyMeta(fd, f.meta, init.owner);
+  };
+  let next = 0;
+  const lane = async (): Promise<void> => {
+    while (next < task.files.length) {
+      const f = task.files[next++]!;
+      let fd: number | undefined;
+      try {
+        fd = await openAsync(f.path, f.whole ? 'w' : 'r+');
+        writeFile(f, fd);
+      } catch (err) {
+        done.errors.push(errOf(f.path, err));
+      } finally {
+        if (fd !== undefined) fs.closeSync(fd);
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(OPEN_CONCURRENCY, task.files.length) }, lane));
   return done;
 }
 
@@ -121,5 +134,6 @@ function runVerify(task: VerifyTask): TaskDone {
 }
 
 port.on('message', (msg: PackTask | VerifyTask) => {
-  port.postMessage(msg.t === 'pack' ? runPack(msg) : runVerify(msg));
+  if (msg.t === 'verify') port.postMessage(runVerify(msg));
+  else void runPack(msg).then((d) => port.postMessage(d));
 });
