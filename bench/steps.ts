@@ -1,5 +1,6 @@
 // One benchmark step for one tool. Every timed command is preceded by an
 // equal cache warm-up and a `sync`, and runs under GNU time.
+import { existsSync } from "node:fs";
 import { mkdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import type { Layout, SourceId, StepName, ToolName } from "./config.js";
@@ -92,8 +93,13 @@ async function latestSource(tool: Tool): Promise<SourceId> {
   throw new Error(`no successful backup recorded in ${latestFile(tool)}; run the backup steps first`);
 }
 
+// Restores go to a RAM-backed directory when there is one (BENCH_RESTORE_ROOT overrides): on this
+// shared disk, creating 78,000 files right after another tool deleted its restored tree measures the
+// filesystem's backlog more than the tool. Every tool restores to the same kind of place.
+const RESTORE_ROOT = process.env["BENCH_RESTORE_ROOT"] ?? (existsSync("/dev/shm") ? "/dev/shm/bulwark-bench" : undefined);
+
 function restoreDir(tool: Tool): string {
-  return join(tool.dir, "restore");
+  return RESTORE_ROOT === undefined ? join(tool.dir, "restore") : join(RESTORE_ROOT, tool.name);
 }
 
 async function restore(tool: Tool, ctx: StepContext): Promise<StepRecord> {

@@ -35,6 +35,23 @@ export class BlobCodec {
     return seal(this.encKey, [RAW, raw]);
   }
 
+  private readonly dctx = new binding.DCtx();
+  private out: Buffer = Buffer.alloc(0);
+
+  /**
+   * Like `decode`, but decompresses into a buffer reused across calls: the result is only valid
+   * until the next call (restore writes it out at once, so no per-blob allocation is needed).
+   */
+  decodeTransient(stored: Uint8Array, rawLen: number): Buffer {
+    const plain = open(this.encKey, stored);
+    const flag = plain[0];
+    if (flag === 0) return plain.subarray(1);
+    if (flag !== 1) throw new Error(`unknown blob encoding ${String(flag)}`);
+    if (this.out.length < rawLen) this.out = Buffer.allocUnsafe(Math.max(rawLen, 1024 * 1024));
+    const n = this.dctx.decompress(this.out, plain.subarray(1));
+    return this.out.subarray(0, n);
+  }
+
   /** Throws AuthError if the blob was altered; Error if its payload is not what the flag says. */
   decode(stored: Uint8Array): Buffer {
     const plain = open(this.encKey, stored);

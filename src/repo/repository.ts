@@ -195,6 +195,11 @@ export class Repository {
     return this.decodeBlob(bytes.subarray(loc.offset, loc.offset + loc.stored), id, name, loc.offset);
   }
 
+  /** Releases cached tree packs (after planning a restore, say). */
+  dropCaches(): void {
+    this.treePacks.clear();
+  }
+
   async addKey(password: string, kdf: KdfParams = DEFAULT_KDF): Promise<string> {
     return addSlot(this.storage, this.master, password, kdf);
   }

@@ -117,7 +117,7 @@ function packTask(repo: Repository, pack: number, plan: RestorePlan, lay: Layout
         if (bi === undefined) {
           bi = blobs.length;
           blobIndex.set(e, bi);
-          blobs.push({ offset: loc.offset, stored: loc.stored, id: repo.index.idAt(e) });
+          blobs.push({ offset: loc.offset, stored: loc.stored, raw: loc.raw, id: repo.index.idAt(e) });
           lo = Math.min(lo, loc.offset);
           hi = Math.max(hi, loc.offset + loc.stored);
         }
@@ -140,6 +140,7 @@ export async function restoreSnapshot(repo: Repository, snap: Snapshot, opts: Re
       includes: opts.includes ?? [],
       excludes: opts.excludes ?? [],
     });
+    repo.dropCaches();
     const result: RestoreResult = {
       dirs: plan.dirs.length,
       files: plan.files.length,
@@ -205,7 +206,7 @@ async function execute(repo: Repository, plan: RestorePlan, opts: RestoreOptions
   try {
     const inflight = new Set<Promise<void>>();
     for (const pack of lay.byPack.keys()) {
-      while (inflight.size >= threads + 1) await Promise.race(inflight);
+      while (inflight.size >= threads) await Promise.race(inflight);
       const p = runPack(repo, pool, pack, plan, lay).then(
         (d) => {
           written += d.bytes;

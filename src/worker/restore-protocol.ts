@@ -31,7 +31,7 @@ export interface PackTask {
   /** Bytes of the pack from `base` on. */
   data: Uint8Array;
   base: number;
-  blobs: Array<{ offset: number; stored: number; id: Uint8Array }>;
+  blobs: Array<{ offset: number; stored: number; raw: number; id: Uint8Array }>;
   files: PackFile[];
 }
 

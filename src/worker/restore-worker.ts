@@ -43,21 +43,21 @@ async function runPack(task: PackTask): Promise<TaskDone> {
   const uses = new Uint32Array(task.blobs.length);
   for (const f of task.files) for (const [bi] of f.writes) uses[bi]!++;
   const decoded: Array<Buffer | null | undefined> = new Array(task.blobs.length);
-  const decodeOnce = (i: number): Buffer | null => {
+  const blob = (i: number): Buffer | null => {
+    const left = --uses[i]!;
     const cached = decoded[i];
-    if (cached !== undefined) return cached;
+    if (cached !== undefined) {
+      if (left === 0) decoded[i] = undefined;
+      return cached;
+    }
     const b = task.blobs[i]!;
     const start = b.offset - task.base;
-    const plain = codec.decode(task.data.subarray(start, start + b.stored));
-    if (!blobId(init.idKey, plain).equals(b.id)) throw new Error(`blob at offset ${b.offset} does not match its ID`);
+    const plain = codec.decodeTransient(task.data.subarray(start, start + b.stored), b.raw);
+    if (plain.length !== b.raw || !blobId(init.idKey, plain).equals(b.id)) throw new Error(`blob at offset ${b.offset} does not match its ID`);
     // Zero runs are written as holes; keep only a marker for them.
     const v = b.stored * 16 < plain.length && isZero(plain) ? null : plain;
-    decoded[i] = v;
-    return v;
-  };
-  const blob = (i: number): Buffer | null => {
-    const v = decodeOnce(i);
-    if (--uses[i]! === 0) decoded[i] = undefined;
+    // The decoded bytes live in a reused buffer: keep a copy only if another write needs them.
+    if (left > 0) decoded[i] = v === null ? null : Buffer.from(v);
     return v;
   };
   const writeFile = (f: PackFile, fd: number): void => {
