@@ -208,8 +208,8 @@ describe('one flipped byte', () => {
       assert.equal(e.path, path.join(target, damagedFile));
     }
     const restored = digestTree(path.join(target, srcA));
-    assert.deepEqual([...restored.keys()].sort(), [...digestA.keys()].sort());
     for (const [k, v] of digestA) {
+      // The damaged file may be left out or left partial, but it cannot be right.
       if (k === 'random/r3.bin') assert.notEqual(restored.get(k), v, 'the damaged file cannot be right');
       else assert.equal(restored.get(k), v, `${k} restored exactly`);
     }
@@ -304,6 +304,22 @@ describe('one flipped byte', () => {
     await assertRestoresExactly(repo, snapB, srcB, digestB);
     removeDir(repo);
   });
+
+  it(
+    '(d2) in a snapshot file: new backups still work',
+    { todo: 'backup.ts pickParent() -> listSnapshots() loads every snapshot and throws SNAPSHOT_CORRUPT, so one damaged snapshot blocks all backups (also `snapshots` and `restore latest`)' },
+    async () => {
+      const repo = copyRepo();
+      try {
+        await corruptLocalObject(repo, { kind: 'snapshots', name: snapA }, 10);
+        const args = ['--json', 'backup', path.join(srcB, 'text')];
+        const run = await cli(args, repo);
+        assert.equal(run.code, 0, describeRun(args, run));
+      } finally {
+        removeDir(repo);
+      }
+    },
+  );
 
   it('(e) in a tree pack: plain check names the pack; restore fails naming it; other snapshots restore exactly', async () => {
     const repo = copyRepo();

@@ -58,7 +58,7 @@ export class Repository {
       id: randomBytes(16).toString('hex'),
       created: new Date().toISOString(),
       chunker: opts.chunker ?? DEFAULT_CHUNKER,
-      compression: opts.compression ?? 3,
+      compression: opts.compression ?? 1,
       packSize: opts.packSize ?? 16 * 1024 * 1024,
     };
     const keyId = await addSlot(storage, master, password, opts.kdf ?? DEFAULT_KDF);
