@@ -31,7 +31,7 @@ async function prepareWork(step: StepName, lay: Layout): Promise<void> {
   }
 }
 
-/** Rotates the tool order per step so no tool always goes first. */
+/** Rotates the tool order per step and per round so no tool always goes first. */
 function rotate<T>(items: readonly T[], by: number): T[] {
   const k = items.length === 0 ? 0 : by % items.length;
   return [...items.slice(k), ...items.slice(0, k)];
@@ -47,7 +47,7 @@ async function runRound(round: number, opts: Options, lay: Layout, stamp: string
   }
   for (const step of opts.steps) {
     await prepareWork(step, lay);
-    for (const tool of rotate(tools, STEP_NAMES.indexOf(step))) {
+    for (const tool of rotate(tools, STEP_NAMES.indexOf(step) + round - 1)) {
       const why = broken.get(tool.name);
       if (why !== undefined) {
         records.push({ round, step, tool: tool.name, status: "skipped", error: why });
