@@ -11,7 +11,9 @@ import { isBulwarkError } from '../src/errors.js';
 import { Lock, type LockDoc } from '../src/repo/lock.js';
 import { putJSON } from '../src/repo/objects.js';
 import type { Repository } from '../src/repo/repository.js';
-import { cli, describeRun, DIST_SRC, errorOf, initRepo, listNames, makeTmp, PASSWORD, removeDir, sleep } from './fault-helpers.js';
+import { LocalStorage } from '../src/storage/local.js';
+import { FaultyStorage } from '../src/storage/testkit/faulty.js';
+import { cli, describeRun, DIST_SRC, errorOf, initRepo, listNames, makeTmp, openRepo, PASSWORD, removeDir, sleep } from './fault-helpers.js';
 
 const NO_REFRESH = 3_600_000;
 
@@ -110,19 +112,44 @@ describe('leases', () => {
   });
 
   it('the refresh timer keeps a lock alive in real time; without it the lease lapses', async () => {
-    const ttlMs = 800;
-    const kept = await Lock.acquire(repo, 'shared', 'backup', { ttlMs, refreshMs: 100 });
-    await sleep(1600);
+    // The refresh interval stays well above a lock write's latency (see the overlapping-refresh test).
+    const ttlMs = 1000;
+    const kept = await Lock.acquire(repo, 'shared', 'backup', { ttlMs, refreshMs: 250 });
+    await sleep(2000);
     await assertConflict(Lock.acquire(repo, 'exclusive', 'prune', { ttlMs }), 'refreshed by its timer');
     kept.assertHeld();
     await kept.release();
 
     const lapsed = await Lock.acquire(repo, 'shared', 'backup', { ttlMs, refreshMs: NO_REFRESH });
-    await sleep(1600);
+    await sleep(2000);
     const x = await Lock.acquire(repo, 'exclusive', 'prune', { ttlMs });
     await x.release();
     await lapsed.release();
   });
+
+  it(
+    'refreshes slower than the refresh interval neither lose the lock nor leave lock objects behind',
+    {
+      todo: 'lock.ts refresh(): setInterval starts a new refresh while the previous one is still writing; both capture the same old name, the second delete fails with OBJECT_NOT_FOUND -> LOCK_LOST, and the extra lock objects (and any written after release()) are never deleted',
+    },
+    async () => {
+      // Lock writes take 300 ms; the lease is refreshed every 100 ms.
+      const slow = new FaultyStorage(new LocalStorage(root)).delay('write', 300, (c) => c.kind === 'locks');
+      const r = await openRepo(slow);
+      const l = await Lock.acquire(r, 'shared', 'backup', { ttlMs: 60_000, refreshMs: 100 });
+      let left = -1;
+      try {
+        await sleep(1000);
+        l.assertHeld();
+      } finally {
+        await l.release();
+        await sleep(700); // let refresh writes still in flight land
+        left = await lockCount();
+        for (const o of await listNames(repo.storage, 'locks')) await repo.storage.delete({ kind: 'locks', name: o.name }).catch(() => undefined);
+      }
+      assert.equal(left, 0, 'release() left lock objects behind');
+    },
+  );
 
   it('BULWARK_LOCK_TTL_SECONDS sets the TTL the CLI applies', async () => {
     // A live process (this one) holding an exclusive lock whose lease is a minute old.
