@@ -316,7 +316,6 @@ describe('back-pressure in the chunk workers', () => {
   it(
     'a backup with small chunks and small packs completes',
     {
-      todo: 'chunk-worker.ts waitForRoom() posts out.transfer, which includes the sealed blobs of the not-yet-sent part: they are detached, and the next send fails with DataCloneError (backup rejects with a bare {})',
       timeout: 120_000,
     },
     async () => {
@@ -341,7 +340,6 @@ describe('back-pressure in the chunk workers', () => {
 describe('FaultyStorage.crashAfterBytes under concurrent writes', () => {
   it(
     'never lets more than the budget reach the store',
-    { todo: 'testkit/faulty.ts write(): the budget is checked before `await inner.write` and debited after, so concurrent writes all pass the check' },
     async () => {
       const inner = new MemoryStorage();
       await inner.create();

@@ -3,6 +3,7 @@
 // Memory stays bounded two ways: at most `maxQueued` files are queued or in flight (callers await
 // `acquire()`), and workers block when sealed bytes not yet stored exceed `inflightLimit`.
 import { availableParallelism } from 'node:os';
+import { BulwarkError } from '../errors.js';
 import { Worker } from 'node:worker_threads';
 import { BlobType } from '../pack/blob-index.js';
 import type { Packer } from '../pack/packer.js';
@@ -64,7 +65,7 @@ export class WorkerPool {
       const worker = new Worker(url, { workerData: init, resourceLimits: { maxYoungGenerationSizeMb: 4 } });
       const slot: Slot = { worker, batches: new Map() };
       worker.on('message', (m: ResultMsg) => this.onResult(slot, m));
-      worker.on('error', (err) => this.fail(err));
+      worker.on('error', (err: unknown) => this.fail(err instanceof Error ? err : new BulwarkError('INTERNAL', `chunk worker failed: ${String(err)}`)));
       this.slots.push(slot);
     }
   }
@@ -132,6 +133,9 @@ export class WorkerPool {
     try {
       for (const part of m.parts) {
         const p = files[part.f]!;
+        if (part.blobs.length !== part.raws.length || part.ids.length !== part.raws.length * 32) {
+          throw new BulwarkError('INTERNAL', `chunk worker sent a misaligned result for ${p.job.path}`);
+        }
         for (let i = 0; i < part.raws.length; i++) {
           const id = Buffer.from(part.ids.buffer, part.ids.byteOffset + i * 32, 32);
           p.ids.push(id);

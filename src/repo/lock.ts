@@ -54,6 +54,8 @@ export class Lock {
   private name = '';
   private timer: NodeJS.Timeout | undefined;
   private lost: unknown;
+  private refreshing: Promise<void> | undefined;
+  private released = false;
   private readonly ttl: number;
   private readonly now: () => number;
 
@@ -85,7 +87,10 @@ export class Lock {
       await new Promise((r) => setTimeout(r, 500));
     }
     const every = opts.refreshMs ?? Math.max(1000, Math.floor(lock.ttl / 5));
-    lock.timer = setInterval(() => void lock.refresh(), every);
+    lock.timer = setInterval(() => {
+      // One renewal at a time: a slow store must not make two renewals delete the same old lock.
+      lock.refreshing ??= lock.refresh().finally(() => (lock.refreshing = undefined));
+    }, every);
     lock.timer.unref();
     return lock;
   }
@@ -127,6 +132,7 @@ export class Lock {
 
   /** Renews the lease: new lock object first, then the old one goes, so the lease never lapses. */
   async refresh(): Promise<void> {
+    if (this.released) return;
     const old = this.name;
     try {
       await this.write();
@@ -148,7 +154,9 @@ export class Lock {
   }
 
   async release(): Promise<void> {
+    this.released = true;
     if (this.timer !== undefined) clearInterval(this.timer);
+    if (this.refreshing !== undefined) await this.refreshing;
     await this.remove();
   }
 }

@@ -11,6 +11,7 @@ import { decodeIndex } from '../pack/formats.js';
 import type { Storage } from '../storage/storage.js';
 import { addSlot, unlock } from './key-slots.js';
 import { corrupt, getJSON, sealJSON } from './objects.js';
+import { recoverPacks } from './recover.js';
 
 export const REPO_VERSION = 1;
 
@@ -106,16 +107,29 @@ export class Repository {
     return new Repository(storage, keys, config, keyId, master);
   }
 
-  /** Loads every index file into the master index. Damaged index files are errors naming the file. */
+  /** Index files that could not be read by `loadIndex` (their packs look unindexed; see recoverPacks). */
+  readonly damagedIndexes: BulwarkError[] = [];
+
+  /**
+   * Loads every index file into the master index. A damaged index file does not stop the others:
+   * it is recorded in `damagedIndexes`, and the packs it listed can be indexed again from their
+   * trailers (`recoverPacks`, which every backup runs), so one bad file blocks nothing.
+   */
   async loadIndex(): Promise<void> {
     const names: string[] = [];
     for await (const o of this.storage.list('index')) if (!this.indexFiles.has(o.name)) names.push(o.name);
     await mapLimit(names, 8, async (name) => {
-      const idx = await this.readIndexFile(name);
-      this.addToIndex(idx.packs);
-      this.indexFiles.add(name);
+      try {
+        const idx = await this.readIndexFile(name);
+        this.addToIndex(idx.packs);
+        this.indexFiles.add(name);
+      } catch (err) {
+        if (!isBulwarkError(err, 'INDEX_CORRUPT')) throw err;
+        this.damagedIndexes.push(err);
+      }
     });
     this.index.compact();
+    if (this.damagedIndexes.length > 0) await recoverPacks(this);
   }
 
   async readIndexFile(name: string): Promise<ReturnType<typeof decodeIndex>> {

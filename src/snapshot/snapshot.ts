@@ -1,6 +1,6 @@
 // Snapshot documents (snapshots/<id>): the root of one backup. A snapshot is written last, after
 // every pack and index file it needs, so a snapshot that exists is always complete.
-import { BulwarkError } from '../errors.js';
+import { BulwarkError, isBulwarkError } from '../errors.js';
 import type { Repository } from '../repo/repository.js';
 import { getJSON, putJSON } from '../repo/objects.js';
 import { mapLimit } from '../repo/repository.js';
@@ -49,13 +49,21 @@ export async function loadSnapshot(repo: Repository, id: string): Promise<Snapsh
   return { ...doc, id };
 }
 
-/** All snapshots, oldest first. */
-export async function listSnapshots(repo: Repository): Promise<Snapshot[]> {
+/**
+ * All readable snapshots, oldest first. A damaged snapshot document must not hide the others (nor
+ * block new backups): it is left out and, if `damaged` is given, reported there.
+ */
+export async function listSnapshots(repo: Repository, damaged?: BulwarkError[]): Promise<Snapshot[]> {
   const names: string[] = [];
   for await (const o of repo.storage.list('snapshots')) names.push(o.name);
   const out: Snapshot[] = [];
   await mapLimit(names, 16, async (name) => {
-    out.push(await loadSnapshot(repo, name));
+    try {
+      out.push(await loadSnapshot(repo, name));
+    } catch (err) {
+      if (!isBulwarkError(err, 'SNAPSHOT_CORRUPT')) throw err;
+      damaged?.push(err);
+    }
   });
   return out.sort((a, b) => (a.time < b.time ? -1 : a.time > b.time ? 1 : a.id < b.id ? -1 : 1));
 }

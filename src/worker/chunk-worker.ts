@@ -34,10 +34,12 @@ class Outbox {
   }
 }
 
+function overLimit(): boolean {
+  return Atomics.load(inflight, 0) > init.inflightLimit;
+}
+
 /** Blocks this worker while the main thread holds too many sealed bytes it has not stored yet. */
-function waitForRoom(out: Outbox): void {
-  if (Atomics.load(inflight, 0) <= init.inflightLimit) return;
-  if (out.parts.length > 0) out.send(false);
+function waitForRoom(): void {
   for (;;) {
     const cur = Atomics.load(inflight, 0);
     if (cur <= init.inflightLimit) return;
@@ -89,18 +91,23 @@ function processFile(f: number, path: string, out: Outbox): void {
       pos += len;
       size += len;
       const id = blobId(init.idKey, chunk);
-      ids.push(id);
-      part.raws.push(len);
-      if (known.has(id)) {
-        part.blobs.push(null);
-      } else {
-        waitForRoom(out);
-        const sealed = codec.encode(chunk);
+      let sealed: Uint8Array | null = null;
+      if (!known.has(id)) {
+        if (overLimit()) {
+          // Hand over everything produced so far before blocking; this chunk goes in the next part.
+          flushPart(false);
+          out.send(false);
+          waitForRoom();
+        }
+        sealed = codec.encode(chunk);
         Atomics.add(inflight, 0, sealed.length);
-        part.blobs.push(sealed);
         out.transfer.push(sealed.buffer as ArrayBuffer);
         out.bytes += sealed.length;
       }
+      // ids, raws and blobs of a part stay index-aligned: push all three together.
+      ids.push(id);
+      part.raws.push(len);
+      part.blobs.push(sealed);
       if (out.bytes >= FLUSH_BYTES) {
         flushPart(false);
         out.send(false);

@@ -43,7 +43,7 @@ export const backup: Command = {
     });
     for (const w of result.warnings) ctx.warn(`${w.path}: ${w.message}`);
     const s = result.snapshot.summary!;
-    ctx.result({ id: result.id, snapshot: result.snapshot, warnings: result.warnings }, () =>
+    ctx.result({ id: result.id, snapshot: result.snapshot, warnings: result.warnings, recoveredPacks: result.recoveredPacks }, () =>
       [
         `Files:       ${s.filesNew} new, ${s.filesChanged} changed, ${s.filesUnmodified} unmodified`,
         `Dirs:        ${s.dirsNew} new, ${s.dirsChanged} changed, ${s.dirsUnmodified} unmodified`,

@@ -203,8 +203,9 @@ export class FaultyStorage implements Storage {
       }
       throw this.fault(info, b.opts, 'simulated crash during write');
     }
-    await this.inner.write(h, data);
+    // Debit before the (asynchronous) write, so concurrent writes cannot all pass the check.
     if (b !== undefined) b.remaining -= data.length;
+    await this.inner.write(h, data);
     this.bytesWritten += data.length;
   }
 
