@@ -105,6 +105,12 @@ export class Archiver {
 
   /** Archives the virtual tree from "/" down to each requested path; returns the root tree ID. */
   async archiveTrie(trie: PathTrie, abs: string, parentTree: string | undefined): Promise<string> {
+    if (trie.leaf && abs === '/') {
+      // Backing up "/" itself: the root tree is the root directory's own tree.
+      const prev = parentTree === undefined ? undefined : ({ ...statNode('/', '').node, subtree: parentTree } as TreeNode);
+      const { done } = await this.dir('/', statNode('/', '').node, prev);
+      return (await done).subtree!;
+    }
     const { done } = await this.trieWalk(trie, abs, parentTree);
     return done;
   }
@@ -121,7 +127,9 @@ export class Archiver {
       }
       let node: TreeNode;
       try {
-        node = statNode(p, name).node;
+        // Components above a requested path are recorded as directories even when they are
+        // symlinks to directories, so the path resolves in the snapshot as it did on disk.
+        node = statNode(p, name, true).node;
       } catch (err) {
         throw new BulwarkError('PATH_NOT_FOUND', `cannot read ${p}: ${err instanceof Error ? err.message : String(err)}`, { subject: p });
       }

@@ -52,6 +52,10 @@ function finding(err: unknown, subject: string): Finding {
 
 async function check(repo: Repository, opts: CheckOptions): Promise<CheckResult> {
   const r: CheckResult = { errors: [], warnings: [], snapshots: 0, trees: 0, blobs: 0, packs: 0, packsRead: 0, bytesRead: 0 };
+  // Snapshots are listed first: a backup finishing while we check writes its index before its
+  // snapshot, so every snapshot listed now has its index files in the listing below.
+  const snapNames: string[] = [];
+  for await (const o of repo.storage.list('snapshots')) snapNames.push(o.name);
   // 1. Index files.
   const indexed = new Map<string, PackDescriptor>();
   const indexNames: string[] = [];
@@ -84,8 +88,6 @@ async function check(repo: Repository, opts: CheckOptions): Promise<CheckResult>
   r.blobs = repo.index.count;
   // 3. Snapshots and trees.
   const seenTrees = new Set<string>();
-  const snapNames: string[] = [];
-  for await (const o of repo.storage.list('snapshots')) snapNames.push(o.name);
   for (const name of snapNames) {
     try {
       const s = await loadSnapshot(repo, name);

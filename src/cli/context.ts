@@ -32,8 +32,17 @@ export class Context {
     return openStorage(url);
   }
 
-  /** Reads a password from --password-file, BULWARK_PASSWORD_FILE or BULWARK_PASSWORD (in that order). */
-  password(fileOpt = this.opts.passwordFile, envVar = 'BULWARK_PASSWORD', fileEnv = 'BULWARK_PASSWORD_FILE'): string {
+  /** Reads the repository password from --password-file, BULWARK_PASSWORD_FILE or BULWARK_PASSWORD. */
+  password(): string {
+    return this.secret(this.opts.passwordFile, 'BULWARK_PASSWORD', 'BULWARK_PASSWORD_FILE');
+  }
+
+  /** Reads a new password (key add/passwd): only from its own option and variables, never the current ones. */
+  newPassword(fileOpt: string | undefined): string {
+    return this.secret(fileOpt, 'BULWARK_NEW_PASSWORD', 'BULWARK_NEW_PASSWORD_FILE');
+  }
+
+  private secret(fileOpt: string | undefined, envVar: string, fileEnv: string): string {
     const file = fileOpt ?? this.env[fileEnv];
     if (file !== undefined && file !== '') {
       let text: string;

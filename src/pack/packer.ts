@@ -141,12 +141,26 @@ export class Packer {
     const p = this.open[type];
     if (p === undefined) return;
     delete this.open[type];
-    p.append(encodeTrailer(this.repo.keys.enc, type, p.blobs));
-    fs.closeSync(p.fd);
+    try {
+      p.append(encodeTrailer(this.repo.keys.enc, type, p.blobs));
+    } catch (err) {
+      fs.rmSync(p.file, { force: true });
+      throw err;
+    } finally {
+      fs.closeSync(p.fd);
+    }
     const id = p.hash.digest();
     const h = { kind: 'data' as const, name: id.toString('hex') };
     const storage = this.repo.storage;
-    const store = storage.adopt !== undefined ? storage.adopt(h, p.file) : fs.promises.readFile(p.file).then((b) => storage.write(h, b));
+    const store =
+      storage.adopt !== undefined
+        ? storage.adopt(h, p.file)
+        : fs.promises.readFile(p.file).then(
+            (b) => storage.write(h, b),
+            (err: unknown) => {
+              throw tempFileError(err, p.file);
+            },
+          );
     const upload = store
       .then(() => {
         const desc: PackDescriptor = { id, type, blobs: p.blobs };

@@ -36,8 +36,12 @@ export async function readSlots(storage: Storage): Promise<Array<{ id: string; s
   return out;
 }
 
-/** Finds the slot the password opens; returns its ID and the master secret. */
-export async function unlock(storage: Storage, password: string): Promise<{ keyId: string; master: Buffer }> {
+/**
+ * Yields every slot the password opens (ID and master secret). Usually there is one; an `init`
+ * killed between writing its key and its config can leave an orphan slot, so callers try each
+ * until one opens the config.
+ */
+export async function* unlockAll(storage: Storage, password: string): AsyncGenerator<{ keyId: string; master: Buffer }> {
   const slots = await readSlots(storage);
   if (slots.length === 0) {
     throw new BulwarkError('REPO_NOT_FOUND', `no repository keys found at ${storage.location}`, {
@@ -45,10 +49,14 @@ export async function unlock(storage: Storage, password: string): Promise<{ keyI
       hint: 'run `bulwark init` to create a repository there',
     });
   }
+  let opened = 0;
   for (const { id, slot } of slots) {
     const master = await unwrapMaster(slot, password);
-    if (master !== undefined) return { keyId: id, master };
+    if (master === undefined) continue;
+    opened++;
+    yield { keyId: id, master };
   }
+  if (opened > 0) return;
   throw new BulwarkError('WRONG_PASSWORD', `the password opens none of the ${slots.length} key(s) of ${storage.location}`, {
     subject: storage.location,
     hint: 'check BULWARK_PASSWORD / --password-file; `bulwark key list` shows the keys that exist',
@@ -85,4 +93,10 @@ export async function removeSlot(storage: Storage, idOrPrefix: string, currentKe
   }
   await storage.delete({ kind: 'keys', name: id });
   return id;
+}
+
+/** The first slot the password opens (WRONG_PASSWORD if none). */
+export async function unlock(storage: Storage, password: string): Promise<{ keyId: string; master: Buffer }> {
+  for await (const u of unlockAll(storage, password)) return u;
+  throw new BulwarkError('WRONG_PASSWORD', `the password opens no key of ${storage.location}`, { subject: storage.location });
 }

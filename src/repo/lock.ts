@@ -74,7 +74,13 @@ export class Lock {
     const deadline = lock.now() + (opts.waitMs ?? 0);
     for (;;) {
       await lock.write();
-      const conflict = await lock.findConflict();
+      let conflict: LockDoc | undefined;
+      try {
+        conflict = await lock.findConflict();
+      } catch (err) {
+        await lock.remove().catch(() => undefined);
+        throw err;
+      }
       if (conflict === undefined) break;
       await lock.remove();
       if (lock.now() >= deadline) {
@@ -110,7 +116,20 @@ export class Lock {
     this.name = '';
   }
 
+  /**
+   * Scans all locks for one that conflicts with ours. A lock that vanishes between listing and
+   * reading was either released or renewed under a new name that this listing missed, so the scan
+   * starts over (a renewal writes the new lock before deleting the old one).
+   */
   private async findConflict(): Promise<LockDoc | undefined> {
+    for (let attempt = 0; ; attempt++) {
+      const r = await this.scanOnce();
+      if (r !== 'rescan') return r;
+      if (attempt >= 20) return undefined;
+    }
+  }
+
+  private async scanOnce(): Promise<LockDoc | undefined | 'rescan'> {
     const now = this.now();
     for await (const o of this.repo.storage.list('locks')) {
       if (o.name === this.name) continue;
@@ -118,7 +137,7 @@ export class Lock {
       try {
         doc = (await getJSON(this.repo.storage, this.repo.keys.enc, 'locks', o.name)) as LockDoc;
       } catch (err) {
-        if (isBulwarkError(err, 'OBJECT_NOT_FOUND')) continue; // released meanwhile
+        if (isBulwarkError(err, 'OBJECT_NOT_FOUND')) return 'rescan';
         throw err;
       }
       if (isStale(doc, now, this.ttl)) {

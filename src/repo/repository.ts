@@ -9,7 +9,7 @@ import { BlobCodec } from '../pack/blob-codec.js';
 import { BlobIndex, type BlobTypeCode } from '../pack/blob-index.js';
 import { decodeIndex } from '../pack/formats.js';
 import type { Storage } from '../storage/storage.js';
-import { addSlot, unlock } from './key-slots.js';
+import { addSlot, unlockAll } from './key-slots.js';
 import { corrupt, getJSON, sealJSON } from './objects.js';
 import { recoverPacks } from './recover.js';
 
@@ -66,6 +66,9 @@ export class Repository {
     try {
       await storage.write({ kind: 'config', name: 'config' }, sealJSON(keys.enc, 'config', config));
     } catch (err) {
+      // Our key slot belongs to no repository now: remove it (a crash here leaves an orphan slot,
+      // which `open` skips because it does not open the config).
+      await storage.delete({ kind: 'keys', name: keyId }).catch(() => undefined);
       if (isBulwarkError(err, 'OBJECT_EXISTS')) {
         throw new BulwarkError('REPO_EXISTS', `a repository already exists at ${storage.location}`, { subject: storage.location });
       }
@@ -83,20 +86,23 @@ export class Repository {
         hint: 'check --repo / BULWARK_REPO, or run `bulwark init` to create one',
       });
     }
-    const { keyId, master } = await unlock(storage, password);
-    const keys = deriveKeys(master);
-    let raw: unknown;
-    try {
-      raw = await getJSON(storage, keys.enc, 'config', 'config');
-    } catch (err) {
-      if (isBulwarkError(err, 'OBJECT_CORRUPT')) {
-        throw new BulwarkError('REPO_FOREIGN', `the config of ${storage.location} does not belong to its keys`, {
-          subject: 'config',
-          hint: 'the repository config was replaced or damaged',
-        });
+    let found: { keyId: string; master: Buffer; keys: RepoKeys; raw: unknown } | undefined;
+    for await (const { keyId, master } of unlockAll(storage, password)) {
+      const keys = deriveKeys(master);
+      try {
+        found = { keyId, master, keys, raw: await getJSON(storage, keys.enc, 'config', 'config') };
+        break;
+      } catch (err) {
+        if (!isBulwarkError(err, 'OBJECT_CORRUPT')) throw err;
       }
-      throw err;
     }
+    if (found === undefined) {
+      throw new BulwarkError('REPO_FOREIGN', `the config of ${storage.location} does not belong to its keys`, {
+        subject: 'config',
+        hint: 'the repository config was replaced or damaged',
+      });
+    }
+    const { keyId, master, keys, raw } = found;
     const config = raw as RepoConfig;
     if (config.version !== REPO_VERSION) {
       throw new BulwarkError('REPO_VERSION', `repository format ${String(config.version)} is not supported (this Bulwark reads ${REPO_VERSION})`, {

@@ -8,6 +8,7 @@ import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
+import { BulwarkError } from '../errors.js';
 import { Lock } from '../repo/lock.js';
 import { mapLimit, type Repository } from '../repo/repository.js';
 import type { Snapshot } from '../snapshot/snapshot.js';
@@ -53,6 +54,17 @@ class Pool {
         this.waiting.get(d.task)?.(d);
         this.waiting.delete(d.task);
       });
+      // A worker that dies fails every outstanding task instead of leaving the restore waiting.
+      const die = (why: string): void => {
+        for (const [task, resolve] of this.waiting) {
+          resolve({ task, bytes: 0, errors: [{ path: '(restore worker)', code: 'INTERNAL', message: why }] });
+        }
+        this.waiting.clear();
+      };
+      w.on('error', (err: unknown) => die(`restore worker failed: ${err instanceof Error ? err.message : String(err)}`));
+      w.on('exit', (code) => {
+        if (!this.closing) die(`restore worker exited (code ${code})`);
+      });
       this.workers.push(w);
       this.busy.push(0);
     }
@@ -69,7 +81,10 @@ class Pool {
     });
   }
 
+  private closing = false;
+
   async close(): Promise<void> {
+    this.closing = true;
     await Promise.all(this.workers.map((w) => w.terminate()));
   }
 }
@@ -162,7 +177,15 @@ type Fail = (path: string, err: unknown) => void;
 
 /** Creates directories level by level, each level in parallel (file creation is latency-bound). */
 async function makeDirs(target: string, dirs: PlannedItem[], fail: Fail): Promise<void> {
-  fs.mkdirSync(target, { recursive: true });
+  try {
+    fs.mkdirSync(target, { recursive: true });
+  } catch (err) {
+    const code = (err as { code?: string }).code;
+    throw new BulwarkError(code === 'ENOSPC' ? 'DISK_FULL' : 'PATH_NOT_FOUND', `cannot create restore target ${target}: ${(err as Error).message}`, {
+      subject: target,
+      hint: 'choose a --target directory that can be created and written',
+    });
+  }
   const levels = new Map<number, PlannedItem[]>();
   for (const d of dirs) {
     const depth = d.target.split('/').length;
@@ -175,7 +198,17 @@ async function makeDirs(target: string, dirs: PlannedItem[], fail: Fail): Promis
       try {
         await fs.promises.mkdir(d.target, { mode: 0o700 });
       } catch (err) {
-        if ((err as { code?: string }).code !== 'EEXIST') fail(d.target, err);
+        if ((err as { code?: string }).code !== 'EEXIST') return fail(d.target, err);
+        // Something exists there: keep a real directory, replace anything else (a symlink to a
+        // directory elsewhere must not receive the restored files).
+        try {
+          if (!fs.lstatSync(d.target).isDirectory()) {
+            fs.rmSync(d.target, { force: true });
+            fs.mkdirSync(d.target, { mode: 0o700 });
+          }
+        } catch (e) {
+          fail(d.target, e);
+        }
       }
     });
   }
@@ -193,7 +226,8 @@ async function execute(repo: Repository, plan: RestorePlan, opts: RestoreOptions
     const f = plan.files[fi]!;
     if ((f.blobs ?? []).length > 0 && !spans.has(fi)) continue;
     try {
-      const fd = fs.openSync(f.target, 'w', 0o600);
+      if (fs.lstatSync(f.target, { throwIfNoEntry: false })?.isSymbolicLink() === true) fs.unlinkSync(f.target);
+      const fd = fs.openSync(f.target, fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_TRUNC | fs.constants.O_NOFOLLOW, 0o600);
       fs.ftruncateSync(fd, f.size);
       fs.closeSync(fd);
     } catch (err) {
@@ -271,12 +305,12 @@ function finishLinks(plan: RestorePlan, fail: Fail): void {
   for (const e of plan.specials) {
     try {
       fs.rmSync(e.target, { force: true });
-      if (e.type === 'fifo') execFileSync('mkfifo', ['-m', (e.mode & 0o777).toString(8), e.target]);
+      if (e.type === 'fifo') execFileSync('mkfifo', ['-m', (e.mode & 0o777).toString(8), e.target], { env: { PATH: process.env['PATH'] ?? '/usr/bin:/bin' } });
       else if ((e.type === 'chardev' || e.type === 'blockdev') && owner) {
         const rdev = e.rdev ?? 0;
         const major = (rdev >> 8) & 0xfff;
         const minor = (rdev & 0xff) | ((rdev >> 12) & 0xfff00);
-        execFileSync('mknod', [e.target, e.type === 'chardev' ? 'c' : 'b', String(major), String(minor)]);
+        execFileSync('mknod', [e.target, e.type === 'chardev' ? 'c' : 'b', String(major), String(minor)], { env: { PATH: process.env['PATH'] ?? '/usr/bin:/bin' } });
       } else {
         fail(e.target, Object.assign(new Error(`${e.type} not restored (needs ${e.type === 'socket' ? 'its program' : 'root'})`), { code: 'SKIPPED' }));
         continue;

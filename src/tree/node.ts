@@ -48,8 +48,8 @@ function msToNs(ms: number): string {
  * (what utimes can restore anyway). Entries with several hard links are stat'ed again with BigInt
  * so their inode numbers, which identify hard-link groups on restore, are exact.
  */
-export function statNode(p: string, name: string): { node: TreeNode; size: number } {
-  const st = fs.lstatSync(p);
+export function statNode(p: string, name: string, follow = false): { node: TreeNode; size: number } {
+  const st = follow ? fs.statSync(p) : fs.lstatSync(p);
   const node: TreeNode = {
     name,
     type: typeOf(st),
@@ -63,7 +63,7 @@ export function statNode(p: string, name: string): { node: TreeNode; size: numbe
     links: st.nlink,
   };
   if (st.nlink > 1 && node.type !== 'dir') {
-    const big = fs.lstatSync(p, { bigint: true });
+    const big = follow ? fs.statSync(p, { bigint: true }) : fs.lstatSync(p, { bigint: true });
     node.inode = big.ino.toString();
     node.dev = big.dev.toString();
   }

@@ -31,8 +31,25 @@ function errOf(path: string, err: unknown): { path: string; code: string; messag
   return { path, code: sysCode(err) ?? 'EIO', message: err instanceof Error ? err.message : String(err) };
 }
 
-const openAsync = (path: string, flags: string): Promise<number> =>
+const { O_WRONLY, O_RDWR, O_CREAT, O_TRUNC, O_NOFOLLOW } = fs.constants;
+
+const openOnce = (path: string, flags: number): Promise<number> =>
   new Promise((resolve, reject) => fs.open(path, flags, 0o600, (err, fd) => (err === null ? resolve(fd) : reject(err))));
+
+/**
+ * Opens a file to restore into without following a symlink that already sits at its name (which
+ * could point outside the target): such an entry is removed and the open retried.
+ */
+async function openAsync(path: string, whole: boolean): Promise<number> {
+  const flags = (whole ? O_WRONLY | O_CREAT | O_TRUNC : O_RDWR) | O_NOFOLLOW;
+  try {
+    return await openOnce(path, flags);
+  } catch (err) {
+    if ((err as { code?: string }).code !== 'ELOOP') throw err;
+    fs.unlinkSync(path);
+    return openOnce(path, flags | O_CREAT);
+  }
+}
 
 /** Files opened at once per worker: creating a file is latency-bound on many filesystems. */
 const OPEN_CONCURRENCY = 16;
@@ -86,7 +103,7 @@ async function runPack(task: PackTask): Promise<TaskDone> {
       const f = task.files[next++]!;
       let fd: number | undefined;
       try {
-        fd = await openAsync(f.path, f.whole ? 'w' : 'r+');
+        fd = await openAsync(f.path, f.whole);
         writeFile(f, fd);
       } catch (err) {
         done.errors.push(errOf(f.path, err));

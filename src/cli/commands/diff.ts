@@ -43,9 +43,9 @@ export const diff: Command = {
   async run(ctx, args) {
     if (args.length !== 2) throw new BulwarkError('USAGE', 'diff needs two snapshots', { hint: this.usage });
     const repo = await ctx.openRepo();
-    await repo.loadIndex();
     const a = await findSnapshot(repo, args[0]!);
     const b = await findSnapshot(repo, args[1]!);
+    await repo.loadIndex();
     const changes: Change[] = [];
     await diffTrees(repo, a.tree, b.tree, '', changes);
     const count = (c: Change['change']): number => changes.filter((x) => x.change === c).length;

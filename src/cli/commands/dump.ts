@@ -17,8 +17,8 @@ export const dump: Command = {
     const [ref, file] = args;
     if (ref === undefined || file === undefined) throw new BulwarkError('USAGE', 'dump needs SNAPSHOT and FILE', { hint: this.usage });
     const repo = await ctx.openRepo();
-    await repo.loadIndex();
     const snap = await findSnapshot(repo, ref);
+    await repo.loadIndex();
     const { node } = await resolvePath(repo, snap.tree, file);
     if (node.type !== 'file') {
       throw new BulwarkError('USAGE', `${file} is a ${node.type} in snapshot ${snap.id.slice(0, 8)}, not a file`, { subject: file });

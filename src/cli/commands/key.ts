@@ -17,7 +17,7 @@ export const key: Command = {
     }
     if (sub === 'remove' && arg === undefined) throw new BulwarkError('USAGE', 'key remove needs a key ID', { hint: this.usage });
     const repo = await ctx.openRepo();
-    const newPassword = (): string => ctx.password(str(values, 'new-password-file'), 'BULWARK_NEW_PASSWORD', 'BULWARK_NEW_PASSWORD_FILE');
+    const newPassword = (): string => ctx.newPassword(str(values, 'new-password-file'));
     switch (sub) {
       case 'list': {
         const keys = await listSlots(repo.storage);

@@ -25,8 +25,8 @@ export const ls: Command = {
     const [ref, sub = '/'] = args;
     if (ref === undefined) throw new BulwarkError('USAGE', 'ls needs a SNAPSHOT', { hint: this.usage });
     const repo = await ctx.openRepo();
-    await repo.loadIndex();
     const snap = await findSnapshot(repo, ref);
+    await repo.loadIndex();
     const { node } = await resolvePath(repo, snap.tree, sub);
     const base = '/' + sub.split('/').filter((c) => c !== '').join('/');
     const rows: Array<{ path: string; node: TreeNode }> = [];

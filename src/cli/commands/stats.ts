@@ -93,8 +93,8 @@ export const stats: Command = {
   options: {},
   async run(ctx, args) {
     const repo = await ctx.openRepo();
-    await repo.loadIndex();
     const snaps = args.length === 0 ? await listSnapshots(repo) : await Promise.all(args.map((a) => findSnapshot(repo, a)));
+    await repo.loadIndex();
     const s = await computeStats(repo, snaps);
     ctx.result(s, () =>
       [
