@@ -89,7 +89,19 @@ class Pool {
   }
 }
 
-/** For each pack the files that need something from it, and the files whose blobs span packs. */
+/**
+ * Restore work is cut into slices: the blobs of one pack whose offsets fall in the same 4 MiB window.
+ * A slice is read with one ranged read and decoded by one worker, so each task holds at most a few
+ * MiB however large packs are. For each slice: the files that need something from it; and the
+ * files whose blobs span several slices (created up front, finished after all slices).
+ */
+const SLICE = 4 * 1024 * 1024;
+const SLICES_PER_PACK = 256;
+
+function sliceOf(pack: number, offset: number): number {
+  return pack * SLICES_PER_PACK + Math.min(SLICES_PER_PACK - 1, Math.floor(offset / SLICE));
+}
+
 interface Layout {
   byPack: Map<number, number[]>;
   spanning: Set<number>;
@@ -101,7 +113,8 @@ function layout(repo: Repository, files: PlannedItem[]): Layout {
   files.forEach((f, fi) => {
     let firstPack = -1;
     for (const e of f.blobs ?? []) {
-      const pack = repo.index.location(e).pack;
+      const loc = repo.index.location(e);
+      const pack = sliceOf(loc.pack, loc.offset);
       if (firstPack === -1) firstPack = pack;
       else if (pack !== firstPack) spanning.add(fi);
       let list = byPack.get(pack);
@@ -127,7 +140,7 @@ function packTask(repo: Repository, pack: number, plan: RestorePlan, lay: Layout
     let off = 0;
     for (const e of f.blobs ?? []) {
       const loc = repo.index.location(e);
-      if (loc.pack === pack) {
+      if (sliceOf(loc.pack, loc.offset) === pack) {
         let bi = blobIndex.get(e);
         if (bi === undefined) {
           bi = blobs.length;
@@ -142,7 +155,7 @@ function packTask(repo: Repository, pack: number, plan: RestorePlan, lay: Layout
     }
     files.push(pf);
   }
-  return { task: { t: 'pack', pack: repo.index.packs.hex(pack), blobs, files }, lo, hi };
+  return { task: { t: 'pack', pack: repo.index.packs.hex(Math.floor(pack / SLICES_PER_PACK)), blobs, files }, lo, hi };
 }
 
 export async function restoreSnapshot(repo: Repository, snap: Snapshot, opts: RestoreOptions): Promise<RestoreResult> {
@@ -242,14 +255,14 @@ async function execute(repo: Repository, plan: RestorePlan, opts: RestoreOptions
   try {
     const inflight = new Set<Promise<void>>();
     for (const pack of lay.byPack.keys()) {
-      while (inflight.size >= threads) await Promise.race(inflight);
+      while (inflight.size >= 2 * threads) await Promise.race(inflight);
       const p = runPack(repo, pool, pack, plan, lay).then(
         (d) => {
           written += d.bytes;
           result.errors.push(...d.errors);
           opts.onProgress?.({ files: 0, bytes: written, totalBytes: plan.bytes });
         },
-        (err: unknown) => fail(`data/${repo.index.packs.hex(pack)}`, err),
+        (err: unknown) => fail(`data/${repo.index.packs.hex(Math.floor(pack / SLICES_PER_PACK))}`, err),
       );
       const tracked = p.finally(() => inflight.delete(tracked));
       inflight.add(tracked);
