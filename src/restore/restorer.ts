@@ -1,9 +1,9 @@
 // Restore: create directories, then stream packs to workers that decode blobs and write files in
 // parallel, then links and special files, then directory metadata (deepest first, because writing
-// into a directory changes its mtime). Each pack is read once, as one range covering the blobs
-// needed from it, so a full restore reads the repository pack by pack. The work for a pack (which
-// files, which offsets) is built just before the pack is sent, so memory holds the plan plus a few
-// packs in flight, not a copy of the whole plan per pack.
+// into a directory changes its mtime). Each slice of a pack (see `sliceOf`) is read once, as one
+// range covering the blobs needed from it, so a full restore reads the repository sequentially.
+// The work for a slice (which files, which offsets) is built just before it is sent, so memory
+// holds the plan plus a few slices in flight, not a copy of the whole plan per pack.
 import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import { availableParallelism } from 'node:os';
