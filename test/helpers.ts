@@ -7,6 +7,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { typeOf } from '../src/tree/node.js';
 
 /** dist/src/cli/main.js, next to this file's compiled location (dist/test/helpers.js). */
 export const CLI = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
@@ -312,15 +313,7 @@ function walk(root: string): Map<string, Entry> {
   return out;
 }
 
-function kind(st: fs.BigIntStats): string {
-  if (st.isFile()) return 'file';
-  if (st.isDirectory()) return 'dir';
-  if (st.isSymbolicLink()) return 'symlink';
-  if (st.isFIFO()) return 'fifo';
-  if (st.isCharacterDevice()) return 'chardev';
-  if (st.isBlockDevice()) return 'blockdev';
-  return 'socket';
-}
+const kind = typeOf;
 
 function sameBytes(a: string, b: string): boolean {
   const fa = fs.openSync(a, 'r');
