@@ -12,6 +12,7 @@ import type { Snapshot } from '../src/snapshot/snapshot.js';
 import { LocalStorage } from '../src/storage/local.js';
 import type { Storage } from '../src/storage/storage.js';
 import { walkTree } from '../src/tree/tree-reader.js';
+import { jsonError } from './helpers.js';
 
 export const FH_CLI = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
 /** dist/src, for child scripts that import the library. */
@@ -78,16 +79,7 @@ export interface JsonError {
 
 /** The `{"error": ...}` line a --json run writes to stderr. */
 export function errorOf(r: Run): JsonError {
-  const line = r.stderr.trim().split('\n').pop() ?? '';
-  let v: unknown;
-  try {
-    v = JSON.parse(line);
-  } catch {
-    assert.fail(`stderr is not a JSON error: ${r.stderr}`);
-  }
-  const e = (v as { error?: JsonError }).error;
-  assert.ok(e !== undefined, `no error object in ${line}`);
-  return e;
+  return jsonError(r);
 }
 
 export interface CheckJson {

@@ -125,7 +125,7 @@ export async function runOk(args: readonly string[], env: Record<string, string 
 }
 
 /** Parses `{"error":{...}}` from the stderr of a --json run. */
-export function jsonError(r: CliResult): { code: string; message: string; subject?: string; hint?: string; retryable: boolean } {
+export function jsonError(r: Pick<CliResult, 'stderr'>): { code: string; message: string; subject?: string; hint?: string; retryable: boolean } {
   const line = r.stderr.trim().split('\n').pop() ?? '';
   let v: unknown;
   try {

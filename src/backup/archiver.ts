@@ -12,6 +12,7 @@ import { BlobType } from '../pack/blob-index.js';
 import type { BlobCodec } from '../pack/blob-codec.js';
 import type { Packer } from '../pack/packer.js';
 import type { Repository } from '../repo/repository.js';
+import type { SnapshotSummary } from '../snapshot/snapshot.js';
 import { encodeTree, statNode, type TreeNode } from '../tree/node.js';
 import { loadTree } from '../tree/tree-reader.js';
 import type { Excluder } from './exclude.js';
@@ -31,15 +32,11 @@ export interface Progress {
   current: string;
 }
 
-export interface ArchiveStats {
-  filesNew: number;
-  filesChanged: number;
-  filesUnmodified: number;
-  dirsNew: number;
-  dirsChanged: number;
-  dirsUnmodified: number;
-  treeBlobs: number;
-}
+/** The counters the archiver keeps are those of the snapshot summary. */
+export type ArchiveStats = Pick<
+  SnapshotSummary,
+  'filesNew' | 'filesChanged' | 'filesUnmodified' | 'dirsNew' | 'dirsChanged' | 'dirsUnmodified' | 'treeBlobs'
+>;
 
 /** A node of the virtual tree that connects "/" to each backed-up path. */
 export interface PathTrie {

@@ -11,7 +11,7 @@ import type { Repository } from '../repo/repository.js';
 import { listSnapshots, matches, saveSnapshot, type Snapshot, type SnapshotDoc } from '../snapshot/snapshot.js';
 import { encodeTree, type TreeNode } from '../tree/node.js';
 import { VERSION } from '../version.js';
-import { absolutePaths, Archiver, buildTrie, type Progress, type Warning } from './archiver.js';
+import { absolutePaths, Archiver, buildTrie, type ArchiveStats, type Progress, type Warning } from './archiver.js';
 import { Excluder } from './exclude.js';
 import { WorkerPool } from './worker-pool.js';
 
@@ -54,7 +54,7 @@ async function backupLocked(repo: Repository, opts: BackupOptions, lock: Lock): 
 
   let tree: string;
   let warnings: Warning[] = [];
-  let stats: Omit<Archiver['stats'], never>;
+  let stats: ArchiveStats;
   let totals = { files: 0, bytes: 0 };
   let packer: Packer;
   if (opts.stdin !== undefined) {

@@ -227,7 +227,4 @@ export class BlobIndex {
     return bytes / this.n;
   }
 
-  *entries(): Generator<number> {
-    for (let e = 0; e < this.n; e++) yield e;
-  }
 }

@@ -81,7 +81,6 @@ export class Packer {
   private unindexedBlobs = 0;
   private failure: unknown;
   private readonly tmpDir: string;
-  readonly newIndexFiles: string[] = [];
 
   constructor(
     private readonly repo: Repository,
@@ -197,7 +196,6 @@ export class Packer {
     this.unindexedBlobs = 0;
     const name = await putObject(this.repo.storage, 'index', encodeIndex(this.repo.keys.enc, packs));
     this.repo.indexFiles.add(name);
-    this.newIndexFiles.push(name);
     this.stats.indexFilesWritten++;
   }
 

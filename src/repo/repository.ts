@@ -6,7 +6,7 @@ import { DEFAULT_CHUNKER, type ChunkerParams } from '../chunker/fastcdc.js';
 import { blobId, DEFAULT_KDF, sha256, deriveKeys, newMasterSecret, type KdfParams, type RepoKeys } from '../crypto/keys.js';
 import { BulwarkError, isBulwarkError } from '../errors.js';
 import { BlobCodec } from '../pack/blob-codec.js';
-import { BlobIndex, type BlobTypeCode } from '../pack/blob-index.js';
+import { BlobIndex } from '../pack/blob-index.js';
 import { decodeIndex } from '../pack/formats.js';
 import type { Storage } from '../storage/storage.js';
 import { addSlot, unlockAll } from './key-slots.js';
@@ -222,10 +222,6 @@ export class Repository {
 
   async addKey(password: string, kdf: KdfParams = DEFAULT_KDF): Promise<string> {
     return addSlot(this.storage, this.master, password, kdf);
-  }
-
-  packType(pack: number): BlobTypeCode {
-    return this.index.packs.type(pack);
   }
 }
 
