@@ -23,6 +23,34 @@ export interface SnapshotSummary {
   errors: number;
 }
 
+/**
+ * What a stream snapshot (database dump, command output) was taken from. Files are the snapshot
+ * root's entries; everything here is descriptive, for listing and for picking a restore method.
+ */
+export interface SourceInfo {
+  /** Engine or source kind: postgresql, mysql, redis, command, stdin. */
+  engine: string;
+  /** Where it came from, with any password removed. */
+  url?: string;
+  serverVersion?: string;
+  items: SourceItem[];
+  /** Engine-specific facts (replication offset, flags used for the dump, warnings). */
+  details?: Record<string, unknown>;
+}
+
+export interface SourceItem {
+  /** File name in the snapshot root. */
+  file: string;
+  /** database (one database's dump), globals (roles, users), rdb, stdout. */
+  kind: string;
+  /** Database name, for kind database. */
+  database?: string;
+  /** Dump format: pg_dump-custom, sql, rdb, raw. */
+  format: string;
+  size: number;
+  meta?: Record<string, unknown>;
+}
+
 export interface SnapshotDoc {
   time: string;
   host: string;
@@ -33,6 +61,7 @@ export interface SnapshotDoc {
   parent?: string;
   excludes?: string[];
   programVersion: string;
+  source?: SourceInfo;
   summary?: SnapshotSummary;
 }
 

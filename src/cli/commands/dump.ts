@@ -1,6 +1,7 @@
 // bulwark dump: write one file of a snapshot to stdout, blob by blob (bounded memory).
 import { BulwarkError } from '../../errors.js';
 import { findSnapshot } from '../../snapshot/snapshot.js';
+import { fileContent } from '../../restore/file-stream.js';
 import { resolvePath } from '../../tree/tree-reader.js';
 import type { Command } from '../command.js';
 
@@ -23,13 +24,7 @@ export const dump: Command = {
     if (node.type !== 'file') {
       throw new BulwarkError('USAGE', `${file} is a ${node.type} in snapshot ${snap.id.slice(0, 8)}, not a file`, { subject: file });
     }
-    // Prefetch a few blobs ahead so reading and writing overlap.
-    const content = node.content ?? [];
-    const ahead: Array<Promise<Buffer>> = [];
-    for (let i = 0; i < content.length; i++) {
-      while (ahead.length < 4 && i + ahead.length < content.length) ahead.push(repo.readBlob(Buffer.from(content[i + ahead.length]!, 'hex')));
-      await write(await ahead.shift()!);
-    }
+    for await (const blob of fileContent(repo, node)) await write(blob);
     return 0;
   },
 };

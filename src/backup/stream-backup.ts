@@ -1,0 +1,215 @@
+// Stream backups: snapshots whose files are the output of producers (a database dump tool, a
+// replication stream, stdin) rather than files on disk. Each producer writes into a named pipe that
+// a chunk worker reads like any file, so streams get the same multi-core chunk/hash/compress/seal
+// pipeline as files, with the same backpressure: when the repository falls behind, the workers stop
+// reading, the pipe fills, and the producer blocks in write(). Nothing is buffered in temp files and
+// memory stays bounded whatever the stream's size.
+//
+// A producer that fails (non-zero exit, killed, connection lost) fails the whole run before the
+// snapshot document is written, so a broken dump never looks like a good snapshot. Blobs it already
+// stored stay in packs that later backups reuse (or prune removes); earlier snapshots are untouched.
+import { execFileSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import { hostname, tmpdir, userInfo } from 'node:os';
+import * as path from 'node:path';
+import { BlobType } from '../pack/blob-index.js';
+import { Packer } from '../pack/packer.js';
+import { BulwarkError } from '../errors.js';
+import { Lock } from '../repo/lock.js';
+import { recoverPacks } from '../repo/recover.js';
+import type { Repository } from '../repo/repository.js';
+import { saveSnapshot, type SnapshotDoc, type SourceInfo } from '../snapshot/snapshot.js';
+import { encodeTree, type TreeNode } from '../tree/node.js';
+import { VERSION } from '../version.js';
+import { WorkerPool } from './worker-pool.js';
+
+/**
+ * One file of a stream snapshot. `produce` writes the file's bytes to `fd` (blocking writes are
+ * fine: a worker is reading the other end) and resolves once the producer has finished
+ * successfully; it must reject if the output is incomplete. It must not close `fd` itself unless it
+ * hands it to a child process (see `runProducer`). The value it resolves with is kept as the item's
+ * metadata.
+ */
+export interface StreamItem {
+  name: string;
+  mode?: number;
+  produce(fd: number): Promise<Record<string, unknown> | void>;
+}
+
+export interface StreamBackupOptions {
+  items: StreamItem[];
+  /** The snapshot's `paths` (for a database: its redacted URL). */
+  paths: string[];
+  tags?: string[];
+  host?: string;
+  /** Describes the source once every item is captured (sizes and producer metadata known). */
+  source?: (items: StreamItemResult[]) => SourceInfo;
+  threads?: number;
+  lockWaitMs?: number;
+  /** Called after each item with its size; lets callers report progress. */
+  onItem?: (name: string, size: number) => void;
+}
+
+export interface StreamItemResult {
+  name: string;
+  size: number;
+  meta: Record<string, unknown>;
+}
+
+export interface StreamBackupResult {
+  id: string;
+  snapshot: SnapshotDoc;
+  items: StreamItemResult[];
+}
+
+export async function runStreamBackup(repo: Repository, opts: StreamBackupOptions): Promise<StreamBackupResult> {
+  const names = new Set<string>();
+  for (const it of opts.items) {
+    if (it.name === '' || it.name.includes('/') || it.name === '.' || it.name === '..' || names.has(it.name)) {
+      throw new BulwarkError('INTERNAL', `invalid or duplicate stream name ${JSON.stringify(it.name)}`);
+    }
+    names.add(it.name);
+  }
+  const lock = await Lock.acquire(repo, 'shared', 'backup', opts.lockWaitMs === undefined ? {} : { waitMs: opts.lockWaitMs });
+  try {
+    return await streamLocked(repo, opts, lock);
+  } finally {
+    await lock.release();
+  }
+}
+
+async function streamLocked(repo: Repository, opts: StreamBackupOptions, lock: Lock): Promise<StreamBackupResult> {
+  const start = new Date();
+  await repo.loadIndex();
+  await recoverPacks(repo);
+  let pool: WorkerPool | undefined;
+  const packer = new Packer(repo, (n) => pool?.release(n));
+  pool = new WorkerPool(repo, packer, opts.threads ?? 2);
+  const dir = fs.mkdtempSync(path.join(tmpdir(), 'bulwark-stream-'));
+  const nodes: TreeNode[] = [];
+  const results: StreamItemResult[] = [];
+  let blobsBefore = 0;
+  try {
+    for (const [i, item] of opts.items.entries()) {
+      const r = await captureItem(pool, path.join(dir, `pipe-${i}`), item);
+      const now = `${BigInt(Date.now()) * 1_000_000n}`;
+      nodes.push({
+        name: item.name,
+        type: 'file',
+        mode: item.mode ?? 0o600,
+        uid: process.getuid?.() ?? 0,
+        gid: process.getgid?.() ?? 0,
+        mtime: now,
+        ctime: now,
+        inode: '0',
+        dev: '0',
+        links: 1,
+        size: r.size,
+        content: r.content.map((b) => b.toString('hex')),
+      });
+      results.push({ name: item.name, size: r.size, meta: r.meta });
+      opts.onItem?.(item.name, r.size);
+    }
+    blobsBefore = packer.stats.blobsAdded;
+    nodes.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+    const treeData = encodeTree(nodes);
+    const treeId = repo.blobId(treeData);
+    if (!packer.has(treeId)) packer.add(BlobType.tree, treeId, repo.newCodec().encode(treeData), treeData.length);
+    await packer.flush();
+    lock.assertHeld();
+    const total = results.reduce((n, r) => n + r.size, 0);
+    const doc: SnapshotDoc = {
+      time: start.toISOString(),
+      host: opts.host ?? hostname(),
+      username: safeUser(),
+      paths: opts.paths,
+      tags: opts.tags ?? [],
+      tree: treeId.toString('hex'),
+      programVersion: `bulwark ${VERSION}`,
+      ...(opts.source !== undefined ? { source: opts.source(results) } : {}),
+      summary: {
+        backupStart: start.toISOString(),
+        backupEnd: new Date().toISOString(),
+        filesNew: results.length,
+        filesChanged: 0,
+        filesUnmodified: 0,
+        dirsNew: 0,
+        dirsChanged: 0,
+        dirsUnmodified: 0,
+        treeBlobs: packer.stats.blobsAdded - blobsBefore,
+        dataBlobs: blobsBefore,
+        dataAdded: packer.stats.rawAdded,
+        dataAddedPacked: packer.stats.storedAdded,
+        totalFilesProcessed: results.length,
+        totalBytesProcessed: total,
+        errors: 0,
+      },
+    };
+    const id = await saveSnapshot(repo, doc);
+    return { id, snapshot: doc, items: results };
+  } catch (err) {
+    await packer.drain();
+    throw err;
+  } finally {
+    await pool.close();
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/**
+ * Runs one producer into a fresh named pipe while a chunk worker reads it. The write end is opened
+ * (in the thread pool) only once the worker has opened the read end: a FIFO open blocks until both
+ * sides are there, so the producer cannot finish and close its end before the worker reads, which
+ * would leave the worker waiting forever for a writer.
+ */
+async function captureItem(pool: WorkerPool, fifo: string, item: StreamItem): Promise<{ content: Buffer[]; size: number; meta: Record<string, unknown> }> {
+  execFileSync('mkfifo', ['-m', '600', fifo], { env: { PATH: process.env['PATH'] ?? '/usr/bin:/bin' } });
+  if (!pool.tryAcquire()) await pool.acquire();
+  const saved = pool.save(fifo);
+  pool.flushBatch();
+  const opening = fs.promises.open(fifo, fs.constants.O_WRONLY);
+  const first = await Promise.race([opening.then(() => 'open' as const), saved.then(() => 'saved' as const)]);
+  if (first === 'saved') {
+    // The worker failed before opening the pipe: unblock our pending open, then report.
+    const unblock = fs.openSync(fifo, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK);
+    await (await opening).close();
+    closeQuietly(unblock);
+    const r = await saved;
+    throw new BulwarkError('DUMP_FAILED', `reading the stream for ${item.name} failed: ${r.err?.message ?? 'worker stopped'}`, { subject: item.name });
+  }
+  const fh = await opening;
+  let closed = false;
+  const close = async (): Promise<void> => {
+    if (!closed) {
+      closed = true;
+      await fh.close();
+    }
+  };
+  try {
+    // The producer writes to (or hands its child) the write end; closing it is the end of stream.
+    const produced = item.produce(fh.fd).finally(close);
+    const [meta, r] = await Promise.all([produced, saved]);
+    if (r.err !== undefined) {
+      throw new BulwarkError('DUMP_FAILED', `reading the stream for ${item.name} failed: ${r.err.message}`, { subject: item.name });
+    }
+    return { content: r.content, size: r.size, meta: meta ?? {} };
+  } finally {
+    await close();
+  }
+}
+
+function closeQuietly(fd: number): void {
+  try {
+    fs.closeSync(fd);
+  } catch {
+    // already closed by its owner
+  }
+}
+
+function safeUser(): string {
+  try {
+    return userInfo().username;
+  } catch {
+    return '';
+  }
+}

@@ -1,0 +1,52 @@
+// Database URLs (postgresql://user:secret@host:port/db?opts, mysql://..., redis://...). The
+// password is split off at once so that nothing downstream (argv, messages, snapshots) can carry
+// it; everything else is kept for the client tools.
+import { BulwarkError } from '../errors.js';
+
+export interface DbUrl {
+  scheme: string;
+  host: string;
+  port: number | undefined;
+  user: string | undefined;
+  password: string | undefined;
+  database: string | undefined;
+  params: URLSearchParams;
+  /** The URL without the password. */
+  redacted: string;
+}
+
+export function parseDbUrl(raw: string, schemes: readonly string[]): DbUrl {
+  let u: URL;
+  try {
+    u = new URL(raw);
+  } catch {
+    throw new BulwarkError('DB_URL_INVALID', `not a valid database URL: ${redactLoose(raw)}`, {
+      subject: redactLoose(raw),
+      hint: `use ${schemes[0]}//USER@HOST:PORT/DATABASE (the password in the URL, or in the engine's usual environment variable)`,
+    });
+  }
+  if (!schemes.includes(u.protocol)) {
+    throw new BulwarkError('DB_URL_INVALID', `unsupported URL scheme ${u.protocol} in ${redactLoose(raw)}`, { subject: redactLoose(raw) });
+  }
+  const port = u.port === '' ? undefined : Number(u.port);
+  const path = decodeURIComponent(u.pathname.replace(/^\//, ''));
+  const password = u.password === '' ? undefined : decodeURIComponent(u.password);
+  const user = u.username === '' ? undefined : decodeURIComponent(u.username);
+  const r = new URL(raw);
+  r.password = '';
+  return {
+    scheme: u.protocol,
+    host: decodeURIComponent(u.hostname).replace(/^\[(.*)\]$/, '$1'),
+    port,
+    user,
+    password,
+    database: path === '' ? undefined : path,
+    params: u.searchParams,
+    redacted: r.toString(),
+  };
+}
+
+/** Best-effort password removal for strings that do not even parse as URLs. */
+export function redactLoose(raw: string): string {
+  return raw.replace(/\/\/([^:/@]*):[^@/]*@/, '//$1@');
+}
