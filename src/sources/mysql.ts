@@ -137,7 +137,15 @@ export const mysql: DbEngine = {
     const run = (args: string[], fd: number, what: string): Promise<unknown> =>
       conn.withOptions((cnf) => runTool(dumper, [`--defaults-extra-file=${cnf}`, ...args], { stdout: fd, what, classify: classifyMysql, install: INSTALL }));
     const items: BackupPlan['items'] = [];
-    if (mariadb) {
+    const warnings: string[] = [];
+    // Users and grants need read access to mysql.user; an account limited to its own databases
+    // backs those up without them.
+    const canReadUsers = await conn.sql('SELECT COUNT(*) FROM mysql.user;\n', 'checking access to mysql.user', 'DB_CONNECT').then(
+      () => true,
+      () => false,
+    );
+    if (mariadb && !canReadUsers) warnings.push('users and grants were not dumped: this account cannot read mysql.user');
+    if (mariadb && canReadUsers) {
       items.push({ name: 'globals.sql', produce: async (fd) => void (await run(['--system=users', '--insert-ignore', '--skip-dump-date'], fd, 'mariadb-dump --system=users')) });
     }
     for (const d of dbs) {
@@ -161,7 +169,7 @@ export const mysql: DbEngine = {
           const d = dbs.find((x) => `${safeFileName(x.name)}.sql` === r.name)!;
           return { file: r.name, kind: 'database', database: d.name, format: 'sql', size: r.size, meta: { charset: d.charset, collation: d.collation } };
         }),
-        details: { flavor: mariadb ? 'mariadb' : 'mysql', schemaOnly: opts.schemaOnly, excludeTables: opts.excludeTables },
+        details: { flavor: mariadb ? 'mariadb' : 'mysql', schemaOnly: opts.schemaOnly, excludeTables: opts.excludeTables, ...(warnings.length > 0 ? { warnings } : {}) },
       }),
     };
   },

@@ -31,6 +31,7 @@ interface DbInfo {
 interface ServerInfo {
   version: string;
   versionNum: number;
+  superuser: boolean;
   databases: DbInfo[];
 }
 
@@ -83,6 +84,7 @@ class PgConn {
     const out = await this.sql(
       this.maintenanceDb,
       `SELECT json_build_object('version', current_setting('server_version'), 'versionNum', current_setting('server_version_num')::int,
+        'superuser', (SELECT rolsuper FROM pg_roles WHERE rolname = current_user),
         'databases', (SELECT coalesce(json_agg(json_build_object('name', datname, 'encoding', pg_encoding_to_char(encoding),
           'collate', datcollate, 'ctype', datctype, 'owner', pg_get_userbyid(datdba),
           'size', CASE WHEN has_database_privilege(datname, 'CONNECT') THEN pg_database_size(datname) END) ORDER BY datname), '[]'::json)
@@ -120,18 +122,13 @@ export const postgres: DbEngine = {
     }
     const items: StreamItem[] = [];
     const globalsWarnings: string[] = [];
+    // Without superuser rights pg_authid is unreadable: roles are then dumped without passwords.
+    if (!info.superuser) globalsWarnings.push('roles were dumped without passwords (only a superuser can read them)');
+    const globalsArgs = ['--globals-only', '--no-sync', ...(info.superuser ? [] : ['--no-role-passwords']), '-d', conn.uri(conn.maintenanceDb)];
     items.push({
       name: 'globals.sql',
       produce: async (fd) => {
-        const base = ['--globals-only', '--no-sync', '-d', conn.uri(conn.maintenanceDb)];
-        try {
-          await runTool('pg_dumpall', base, { env: conn.env(), stdout: fd, what: 'pg_dumpall --globals-only', classify: classifyPg, install: INSTALL });
-        } catch (err) {
-          // Without superuser rights pg_authid is unreadable: dump roles without their passwords.
-          if (!(err instanceof BulwarkError) || !/permission denied/i.test(err.message)) throw err;
-          globalsWarnings.push('roles were dumped without passwords (pg_authid is not readable by this user)');
-          await runTool('pg_dumpall', [...base, '--no-role-passwords'], { env: conn.env(), stdout: fd, what: 'pg_dumpall --globals-only', classify: classifyPg, install: INSTALL });
-        }
+        await runTool('pg_dumpall', globalsArgs, { env: conn.env(), stdout: fd, what: 'pg_dumpall --globals-only', classify: classifyPg, install: INSTALL });
       },
     });
     for (const d of dbs) {
