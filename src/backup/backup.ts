@@ -1,15 +1,11 @@
 // One backup run: lock (shared), load the index, index packs left by an interrupted run, pick the
 // parent snapshot, archive, write packs and index, and only then the snapshot document.
 import { hostname, userInfo } from 'node:os';
-import type { Readable } from 'node:stream';
-import { Chunker } from '../chunker/fastcdc.js';
-import { BlobType } from '../pack/blob-index.js';
 import { Packer } from '../pack/packer.js';
 import { Lock } from '../repo/lock.js';
 import { recoverPacks } from '../repo/recover.js';
 import type { Repository } from '../repo/repository.js';
 import { listSnapshots, matches, saveSnapshot, type Snapshot, type SnapshotDoc } from '../snapshot/snapshot.js';
-import { encodeTree, type TreeNode } from '../tree/node.js';
 import { VERSION } from '../version.js';
 import { absolutePaths, Archiver, buildTrie, type ArchiveStats, type Progress, type Warning } from './archiver.js';
 import { Excluder } from './exclude.js';
@@ -23,7 +19,6 @@ export interface BackupOptions {
   /** Parent snapshot ID; undefined picks the latest with the same host and paths; null forces none. */
   parent?: string | null;
   threads?: number;
-  stdin?: { stream: Readable; filename: string };
   onProgress?: (p: Progress) => void;
   lockWaitMs?: number;
 }
@@ -47,7 +42,7 @@ export async function runBackup(repo: Repository, opts: BackupOptions): Promise<
 async function backupLocked(repo: Repository, opts: BackupOptions, lock: Lock): Promise<BackupResult> {
   const start = new Date();
   const host = opts.host ?? hostname();
-  const paths = opts.stdin !== undefined ? [`/${opts.stdin.filename.replace(/^\/+/, '')}`] : absolutePaths(opts.paths);
+  const paths = absolutePaths(opts.paths);
   await repo.loadIndex();
   const { recovered } = await recoverPacks(repo);
   const parent = await pickParent(repo, opts, host, paths);
@@ -57,13 +52,7 @@ async function backupLocked(repo: Repository, opts: BackupOptions, lock: Lock): 
   let stats: ArchiveStats;
   let totals = { files: 0, bytes: 0 };
   let packer: Packer;
-  if (opts.stdin !== undefined) {
-    packer = new Packer(repo);
-    const r = await backupStream(repo, packer, opts.stdin.stream, opts.stdin.filename);
-    tree = r.tree;
-    stats = { filesNew: 1, filesChanged: 0, filesUnmodified: 0, dirsNew: 0, dirsChanged: 0, dirsUnmodified: 0, treeBlobs: 1 };
-    totals = { files: 1, bytes: r.size };
-  } else {
+  {
     let pool: WorkerPool | undefined;
     packer = new Packer(repo, (n) => pool?.release(n));
     pool = new WorkerPool(repo, packer, opts.threads);
@@ -120,54 +109,6 @@ async function pickParent(repo: Repository, opts: BackupOptions, host: string, p
   }
   const same = all.filter((s) => matches(s, { host, paths }));
   return same[same.length - 1];
-}
-
-/** `--stdin`: chunk a stream in this thread into one file node at the snapshot root. */
-async function backupStream(repo: Repository, packer: Packer, stream: Readable, filename: string): Promise<{ tree: string; size: number }> {
-  const chunker = new Chunker(repo.keys.gear, repo.config.chunker);
-  const codec = repo.newCodec();
-  const content: string[] = [];
-  let buf = Buffer.alloc(0);
-  let size = 0;
-  const emit = async (final: boolean): Promise<void> => {
-    let pos = 0;
-    while (buf.length - pos >= (final ? 1 : chunker.max)) {
-      const len = chunker.cut(buf, pos, buf.length);
-      const chunk = buf.subarray(pos, pos + len);
-      const id = repo.blobId(chunk);
-      if (!packer.has(id)) packer.add(BlobType.data, id, codec.encode(chunk), len);
-      content.push(id.toString('hex'));
-      size += len;
-      pos += len;
-      await packer.backpressure();
-    }
-    buf = buf.subarray(pos);
-  };
-  for await (const piece of stream) {
-    buf = Buffer.concat([buf, piece as Buffer]);
-    if (buf.length >= 2 * chunker.max) await emit(false);
-  }
-  await emit(true);
-  const now = BigInt(Date.now()) * 1_000_000n;
-  const node: TreeNode = {
-    name: filename.replace(/^\/+/, '').split('/').pop() ?? 'stdin',
-    type: 'file',
-    mode: 0o644,
-    uid: process.getuid?.() ?? 0,
-    gid: process.getgid?.() ?? 0,
-    mtime: now.toString(),
-    ctime: now.toString(),
-    inode: '0',
-    dev: '0',
-    links: 1,
-    size,
-    content,
-  };
-  const treeData = encodeTree([node]);
-  const id = repo.blobId(treeData);
-  if (!packer.has(id)) packer.add(BlobType.tree, id, codec.encode(treeData), treeData.length);
-  await packer.flush();
-  return { tree: id.toString('hex'), size };
 }
 
 function safeUser(): string {

@@ -1,0 +1,47 @@
+// "Any command" sources: a command's stdout as one file of a snapshot, and failing commands.
+import assert from 'node:assert/strict';
+import * as path from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { jsonError, rmrf, runCli, runOk, sha256, tmpdir } from './helpers.js';
+
+describe('backup --stdin-from-command', () => {
+  let dir: string;
+  let env: Record<string, string>;
+  before(async () => {
+    dir = tmpdir('bulwark-cmd-');
+    env = { BULWARK_REPO: path.join(dir, 'repo'), BULWARK_PASSWORD: 'cmd-pw' };
+    await runOk(['init'], env);
+  });
+  after(() => rmrf(dir));
+
+  test('stores the command output, bit for bit, with the command recorded', async () => {
+    // 40 MiB of pseudo-random bytes from a fixed seed: several chunks, several packs.
+    const cmd = ['sh', '-c', 'openssl enc -aes-128-ctr -pass pass:seed -nosalt -pbkdf2 < /dev/zero 2>/dev/null | head -c 41943040'];
+    const r = await runOk(['backup', '--stdin-from-command', '--stdin-filename', 'out.bin', '--tag', 'cmd', '--json', '--', ...cmd], env);
+    const snap = JSON.parse(r.stdout) as { id: string; snapshot: { paths: string[]; tags: string[]; source: { engine: string; items: Array<{ size: number; meta: { command: string } }> } } };
+    assert.deepEqual(snap.snapshot.paths, ['/out.bin']);
+    assert.equal(snap.snapshot.source.engine, 'command');
+    assert.equal(snap.snapshot.source.items[0]?.size, 41943040);
+    assert.match(snap.snapshot.source.items[0]!.meta.command, /^sh -c openssl/);
+    const dumped = await runOk(['dump', snap.id, 'out.bin'], env);
+    const again = await runCli(['backup', '--stdin-from-command', '--json', '--', 'true'], env);
+    assert.equal(again.code, 0);
+    const { execFileSync } = await import('node:child_process');
+    const direct = execFileSync(cmd[0]!, cmd.slice(1), { maxBuffer: 64 << 20 });
+    assert.equal(sha256(dumped.stdoutBuf), sha256(direct));
+  });
+
+  test('a failing or missing command saves no snapshot', async () => {
+    const count = async (): Promise<number> => (JSON.parse((await runOk(['snapshots', '--json'], env)).stdout) as unknown[]).length;
+    const n = await count();
+    const r = await runCli(['backup', '--stdin-from-command', '--json', '--', 'sh', '-c', 'head -c 3000000 /dev/urandom; echo broken >&2; exit 3'], env);
+    assert.equal(r.code, 1);
+    const e = jsonError(r);
+    assert.equal(e.code, 'DUMP_FAILED');
+    assert.match(e.message, /status 3: broken/);
+    const m = await runCli(['backup', '--stdin-from-command', '--json', '--', 'no-such-command-xyz'], env);
+    assert.equal(jsonError(m).code, 'TOOL_MISSING');
+    assert.equal(await count(), n);
+    await runOk(['check', '--read-data'], env);
+  });
+});
