@@ -1,0 +1,425 @@
+// A minimal RESP2 client over node:net: connect and authenticate, run commands, pipeline many
+// commands with a bounded number in flight (restores send a million RESTOREs without waiting for
+// each reply), and hand the raw socket over for the replication handshake in sync.ts.
+//
+// The password is only ever written to the socket; every message built here uses host:port, and
+// server replies to AUTH are scrubbed of it in case an old server echoes its arguments.
+import * as net from 'node:net';
+import { BulwarkError, sysCode, type ErrorCode } from '../../errors.js';
+import { describeTarget, type RedisTarget } from './url.js';
+
+/** An error reply (-ERR ...), kept as a value so pipelined callers can decide per command. */
+export class RespError {
+  constructor(readonly message: string) {}
+  /** The first word: ERR, BUSYKEY, WRONGPASS, NOAUTH, MOVED... */
+  get prefix(): string {
+    const sp = this.message.indexOf(' ');
+    return sp < 0 ? this.message : this.message.slice(0, sp);
+  }
+}
+
+export type RespValue = string | number | Buffer | null | RespError | RespValue[];
+export type RespArg = string | Buffer | number;
+
+export interface ConnectOptions {
+  /** Limit for TCP connect + AUTH + SELECT; default 10 s. */
+  timeoutMs?: number;
+  /** Code for error replies turned into exceptions by command(); default DUMP_FAILED. */
+  errorCode?: ErrorCode;
+  /** SELECT target.db after connecting (default true when the URL names a db). */
+  selectDb?: boolean;
+}
+
+// Thrown inside the parser when the buffer ends mid-reply; carries the absolute end needed.
+class Incomplete {
+  constructor(readonly needEnd: number) {}
+}
+const INCOMPLETE = Symbol('incomplete');
+
+/** Incremental RESP2 reply parser. Chunks are joined only once enough bytes for a reply arrived. */
+export class RespParser {
+  private buf: Buffer = Buffer.alloc(0);
+  private pos = 0;
+  private chunks: Buffer[] = [];
+  private chunkBytes = 0;
+  private need = 0;
+
+  push(chunk: Buffer): void {
+    this.chunks.push(chunk);
+    this.chunkBytes += chunk.length;
+  }
+
+  /** Bytes received but not yet parsed, for a caller taking the socket over. */
+  rest(): Buffer {
+    return Buffer.concat([this.buf.subarray(this.pos), ...this.chunks]);
+  }
+
+  next(): RespValue | typeof INCOMPLETE {
+    if (this.buf.length - this.pos + this.chunkBytes < this.need) return INCOMPLETE;
+    if (this.chunks.length > 0) {
+      this.buf = this.pos === this.buf.length && this.chunks.length === 1 ? this.chunks[0]! : this.rest();
+      this.pos = 0;
+      this.chunks = [];
+      this.chunkBytes = 0;
+    }
+    if (this.pos >= this.buf.length) return INCOMPLETE;
+    try {
+      const [v, end] = this.parse(this.pos);
+      this.pos = end;
+      this.need = 0;
+      return v;
+    } catch (e) {
+      if (!(e instanceof Incomplete)) throw e;
+      this.need = e.needEnd - this.pos;
+      return INCOMPLETE;
+    }
+  }
+
+  private line(at: number): [string, number] {
+    const cr = this.buf.indexOf(13, at);
+    if (cr < 0 || cr + 1 >= this.buf.length) throw new Incomplete(Math.max(this.buf.length + 1, cr + 2));
+    return [this.buf.toString('latin1', at, cr), cr + 2];
+  }
+
+  private parse(at: number): [RespValue, number] {
+    if (at >= this.buf.length) throw new Incomplete(at + 1);
+    const t = this.buf[at];
+    const [text, next] = this.line(at + 1);
+    switch (t) {
+      case 0x2b: // '+'
+        return [Buffer.from(text, 'latin1').toString('utf8'), next];
+      case 0x2d: // '-'
+        return [new RespError(Buffer.from(text, 'latin1').toString('utf8')), next];
+      case 0x3a: // ':'
+        return [Number(text), next];
+      case 0x24: {
+        // '$' bulk string
+        const len = Number(text);
+        if (len < 0) return [null, next];
+        const end = next + len + 2;
+        if (end > this.buf.length) throw new Incomplete(end);
+        return [Buffer.from(this.buf.subarray(next, next + len)), end];
+      }
+      case 0x2a: {
+        // '*' array
+        const n = Number(text);
+        if (n < 0) return [null, next];
+        const out: RespValue[] = [];
+        let p = next;
+        for (let i = 0; i < n; i++) {
+          const [v, e] = this.parse(p);
+          out.push(v);
+          p = e;
+        }
+        return [out, p];
+      }
+      default:
+        throw new BulwarkError('DB_CONNECT', `unexpected byte 0x${(t ?? 0).toString(16)} in a Redis reply`, {
+          hint: 'is this port a Redis server?',
+        });
+    }
+  }
+}
+
+export function encodeCommand(args: readonly RespArg[]): Buffer[] {
+  const parts: Buffer[] = [];
+  let head = `*${args.length}\r\n`;
+  for (const a of args) {
+    if (Buffer.isBuffer(a)) {
+      parts.push(Buffer.from(`${head}$${a.length}\r\n`, 'latin1'), a);
+      head = '\r\n';
+    } else {
+      const s = Buffer.from(String(a), 'utf8');
+      head += `$${s.length}\r\n${s.toString('latin1')}\r\n`;
+    }
+  }
+  parts.push(Buffer.from(head, 'latin1'));
+  return parts;
+}
+
+function sizeOf(args: readonly RespArg[]): number {
+  let n = 16;
+  for (const a of args) n += (Buffer.isBuffer(a) ? a.length : String(a).length) + 16;
+  return n;
+}
+
+interface Waiter {
+  resolve: (v: RespValue) => void;
+  reject: (e: unknown) => void;
+}
+
+export class RespClient {
+  readonly where: string;
+  private readonly parser = new RespParser();
+  private readonly pending: Waiter[] = [];
+  private pendingHead = 0;
+  private outbox: Buffer[] = [];
+  private flushScheduled = false;
+  private failure: BulwarkError | undefined;
+  private closed = false;
+
+  private constructor(
+    private readonly socket: net.Socket,
+    target: RedisTarget,
+    private readonly errorCode: ErrorCode,
+  ) {
+    this.where = describeTarget(target);
+    socket.on('data', (chunk: Buffer) => this.onData(chunk));
+    socket.on('error', (err) => this.fail(this.lost(err)));
+    socket.on('close', () => this.fail(this.lost()));
+  }
+
+  static async connect(target: RedisTarget, opts: ConnectOptions = {}): Promise<RespClient> {
+    const where = describeTarget(target);
+    const timeoutMs = opts.timeoutMs ?? 10_000;
+    const socket = net.connect({ host: target.host, port: target.port });
+    socket.setNoDelay(true);
+    socket.setKeepAlive(true, 30_000);
+    let timer: NodeJS.Timeout | undefined;
+    const timedOut = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => {
+        socket.destroy();
+        reject(
+          new BulwarkError('DB_CONNECT', `timed out after ${timeoutMs} ms connecting to Redis at ${where}`, {
+            subject: where,
+            retryable: true,
+            hint: 'check the host, port and firewall',
+          }),
+        );
+      }, timeoutMs);
+    });
+    try {
+      await Promise.race([
+        new Promise<void>((resolve, reject) => {
+          socket.once('connect', resolve);
+          socket.once('error', (err) =>
+            reject(
+              new BulwarkError('DB_CONNECT', `cannot connect to Redis at ${where}: ${sysCode(err) ?? err.message}`, {
+                subject: where,
+                retryable: true,
+                hint: 'check that the server is running and that host and port are right',
+                cause: err,
+              }),
+            ),
+          );
+        }),
+        timedOut,
+      ]);
+      socket.removeAllListeners('error');
+      const client = new RespClient(socket, target, opts.errorCode ?? 'DUMP_FAILED');
+      await Promise.race([client.handshake(target, opts.selectDb ?? true), timedOut]);
+      return client;
+    } catch (err) {
+      socket.destroy();
+      throw err;
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  private async handshake(target: RedisTarget, selectDb: boolean): Promise<void> {
+    const authErr = (msg: string): BulwarkError => {
+      const scrubbed = target.password ? msg.split(target.password).join('***') : msg;
+      return new BulwarkError('DB_AUTH', `Redis at ${this.where} refused authentication: ${scrubbed}`, {
+        subject: this.where,
+        hint: 'check the user name and password in the URL (redis://user:password@host:port)',
+      });
+    };
+    if (target.password !== undefined) {
+      const args = target.username !== undefined ? ['AUTH', target.username, target.password] : ['AUTH', target.password];
+      const r = await this.call(args);
+      if (r instanceof RespError) throw authErr(r.message);
+    } else {
+      const r = await this.call(target.username !== undefined ? ['AUTH', target.username, ''] : ['PING']);
+      if (r instanceof RespError) throw authErr(r.message);
+    }
+    if (selectDb && target.db !== undefined && target.db !== 0) await this.command(['SELECT', target.db]);
+  }
+
+  private lost(err?: Error): BulwarkError {
+    return new BulwarkError(
+      'DB_CONNECT',
+      `connection to Redis at ${this.where} lost${err ? `: ${sysCode(err) ?? err.message}` : ''}`,
+      { subject: this.where, retryable: true, ...(err ? { cause: err } : {}) },
+    );
+  }
+
+  private fail(err: BulwarkError): void {
+    this.failure ??= err;
+    while (this.pendingHead < this.pending.length) {
+      const w = this.pending[this.pendingHead]!;
+      this.pending[this.pendingHead++] = undefined as unknown as Waiter;
+      w.reject(this.failure);
+    }
+  }
+
+  private onData(chunk: Buffer): void {
+    this.parser.push(chunk);
+    for (;;) {
+      let v: RespValue | typeof INCOMPLETE;
+      try {
+        v = this.parser.next();
+      } catch (err) {
+        this.fail(err instanceof BulwarkError ? err : this.lost(err as Error));
+        this.socket.destroy();
+        return;
+      }
+      if (v === INCOMPLETE) return;
+      const w = this.pending[this.pendingHead];
+      if (w === undefined) continue; // unsolicited reply: nothing is waiting for it
+      this.pending[this.pendingHead++] = undefined as unknown as Waiter;
+      if (this.pendingHead > 1024 && this.pendingHead * 2 > this.pending.length) {
+        this.pending.splice(0, this.pendingHead);
+        this.pendingHead = 0;
+      }
+      w.resolve(v);
+    }
+  }
+
+  /** Sends a command; error replies resolve as RespError values. */
+  call(args: readonly RespArg[]): Promise<RespValue> {
+    if (this.failure) return Promise.reject(this.failure);
+    if (this.closed) return Promise.reject(this.lost());
+    return new Promise<RespValue>((resolve, reject) => {
+      this.pending.push({ resolve, reject });
+      for (const p of encodeCommand(args)) this.outbox.push(p);
+      if (!this.flushScheduled) {
+        this.flushScheduled = true;
+        // Commands issued in the same tick go out in one write.
+        process.nextTick(() => this.flush());
+      }
+    });
+  }
+
+  private flush(): void {
+    this.flushScheduled = false;
+    const out = this.outbox;
+    this.outbox = [];
+    if (out.length === 0 || this.socket.destroyed) return;
+    this.socket.write(out.length === 1 ? out[0]! : Buffer.concat(out));
+  }
+
+  /** Sends a command; error replies reject (NOAUTH/WRONGPASS/NOPERM as DB_AUTH). */
+  async command(args: readonly RespArg[]): Promise<RespValue> {
+    const r = await this.call(args);
+    if (r instanceof RespError) throw this.replyError(String(args[0]), r);
+    return r;
+  }
+
+  replyError(cmd: string, r: RespError, code: ErrorCode = this.errorCode): BulwarkError {
+    const auth = ['NOAUTH', 'WRONGPASS', 'NOPERM'].includes(r.prefix);
+    return new BulwarkError(auth ? 'DB_AUTH' : code, `Redis at ${this.where} rejected ${cmd.toUpperCase()}: ${r.message}`, {
+      subject: this.where,
+      ...(auth ? { hint: 'give credentials for a user allowed to run this command' } : {}),
+    });
+  }
+
+  /** Fails every pending and future command with `err` and drops the connection. */
+  abort(err: BulwarkError): void {
+    this.fail(err);
+    this.socket.destroy();
+  }
+
+  /** Stops RESP parsing and returns the socket plus any bytes already received, for raw protocols. */
+  detach(): { socket: net.Socket; rest: Buffer } {
+    if (this.pendingHead < this.pending.length) throw new BulwarkError('INTERNAL', 'detach with commands in flight');
+    this.flush();
+    this.socket.removeAllListeners('data');
+    this.socket.removeAllListeners('error');
+    this.socket.removeAllListeners('close');
+    this.closed = true;
+    return { socket: this.socket, rest: this.parser.rest() };
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    if (this.socket.destroyed) return;
+    await new Promise<void>((resolve) => {
+      const t = setTimeout(() => this.socket.destroy(), 2000);
+      this.socket.once('close', () => {
+        clearTimeout(t);
+        resolve();
+      });
+      this.socket.end();
+    });
+  }
+}
+
+export interface PipelineLimits {
+  /** Commands awaiting a reply; default 1000. */
+  maxCommands?: number;
+  /** Approximate request bytes awaiting a reply; default 16 MiB (one larger command may still go alone). */
+  maxBytes?: number;
+}
+
+/**
+ * Bounded pipelining: send() returns as soon as the command is queued and waits only while the
+ * window is full. The first failure (connection loss, or an exception from an onReply callback)
+ * is thrown from the next send() or from flush().
+ */
+export class Pipeline {
+  private inFlight = 0;
+  private bytes = 0;
+  private error: unknown;
+  private failed = false;
+  private wake: (() => void) | undefined;
+  private readonly maxCommands: number;
+  private readonly maxBytes: number;
+
+  constructor(
+    private readonly client: RespClient,
+    limits: PipelineLimits = {},
+  ) {
+    this.maxCommands = limits.maxCommands ?? 1000;
+    this.maxBytes = limits.maxBytes ?? 16 * 1024 * 1024;
+  }
+
+  private setError(e: unknown): void {
+    if (!this.failed) {
+      this.failed = true;
+      this.error = e;
+    }
+  }
+
+  private async waitFor(ready: () => boolean): Promise<void> {
+    while (!ready() && !this.failed) await new Promise<void>((r) => (this.wake = r));
+    if (this.failed) throw this.error;
+  }
+
+  async send(args: readonly RespArg[], onReply?: (v: RespValue) => void): Promise<void> {
+    const size = sizeOf(args);
+    await this.waitFor(
+      () => this.inFlight === 0 || (this.inFlight < this.maxCommands && this.bytes + size <= this.maxBytes),
+    );
+    this.inFlight++;
+    this.bytes += size;
+    this.client.call(args).then(
+      (v) => {
+        try {
+          onReply?.(v);
+        } catch (e) {
+          this.setError(e);
+        }
+        this.done(size);
+      },
+      (e: unknown) => {
+        this.setError(e);
+        this.done(size);
+      },
+    );
+  }
+
+  private done(size: number): void {
+    this.inFlight--;
+    this.bytes -= size;
+    const w = this.wake;
+    this.wake = undefined;
+    w?.();
+  }
+
+  /** Waits for every reply; throws the first failure. */
+  async flush(): Promise<void> {
+    await this.waitFor(() => this.inFlight === 0);
+  }
+}
