@@ -3,9 +3,10 @@ import { BulwarkError } from '../errors.js';
 import { redactLoose } from './db-url.js';
 import { mysql } from './mysql.js';
 import { postgres } from './postgres.js';
+import { redis } from './redis.js';
 import type { DbEngine } from './source.js';
 
-export const engines: readonly DbEngine[] = [postgres, mysql];
+export const engines: readonly DbEngine[] = [postgres, mysql, redis];
 
 export function engineForUrl(url: string): DbEngine {
   const m = /^([a-z][a-z0-9+.-]*:)/i.exec(url);
