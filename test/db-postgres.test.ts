@@ -251,6 +251,24 @@ describe('PostgreSQL with password authentication (own cluster)', () => {
       assert.ok(['DUMP_FAILED', 'DB_CONNECT'].includes(jsonError(cut).code), jsonError(cut).code);
       const snaps = JSON.parse((await runOk(['snapshots', '--json'], env)).stdout) as unknown[];
       assert.equal(snaps.length, 1);
+
+      // Whole server into a fresh cluster: roles first, then every database with its owner.
+      cluster.psql(`DROP TABLE big; CREATE ROLE app_owner LOGIN PASSWORD 'ownerpw'; CREATE DATABASE crm OWNER app_owner;`, 'shop');
+      cluster.psql(`CREATE TABLE contacts (id int PRIMARY KEY, email text); INSERT INTO contacts SELECT g, 'u' || g || '@example.org' FROM generate_series(1, 500) g; ALTER TABLE contacts OWNER TO app_owner;`, 'crm');
+      cluster.psql(`CREATE TABLE notes (n text); INSERT INTO notes VALUES ('in the postgres db');`, 'postgres');
+      const all = await runOk(['db', 'backup', `postgresql://postgres:${encodeURIComponent(pw)}@127.0.0.1:${cluster.port}`, '--json'], env);
+      const allId = (JSON.parse(all.stdout) as { id: string }).id;
+      const fresh = await startCluster(pw);
+      try {
+        await runOk(['db', 'restore', allId, '--to', `postgresql://postgres:${encodeURIComponent(pw)}@127.0.0.1:${fresh.port}`], env);
+        assert.equal(fresh.psql(`SELECT rolcanlogin FROM pg_roles WHERE rolname = 'app_owner'`), 't');
+        assert.equal(fresh.psql(`SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = 'crm'`), 'app_owner');
+        assert.equal(fresh.psql(`SELECT count(*) || ':' || pg_get_userbyid(relowner) FROM contacts, pg_class WHERE relname = 'contacts' GROUP BY relowner`, 'crm'), '500:app_owner');
+        assert.equal(fresh.psql(`SELECT n FROM notes`, 'postgres'), 'in the postgres db');
+        assert.equal(fresh.psql(`SELECT count(*) FROM t`, 'shop'), '1000');
+      } finally {
+        fresh.stop();
+      }
     } finally {
       cluster.stop();
       rmrf(dir);

@@ -212,7 +212,10 @@ async function restorePostgres(input: RestoreInput, opts: DbRestoreOptions): Pro
     const target = opts.as ?? name;
     const exists = existing.has(target);
     if (opts.table === undefined) {
-      if (exists && !opts.clean) {
+      // Every server has a `postgres` database: a whole-server restore fills it, as pg_dumpall's
+      // scripts do, instead of refusing it.
+      const maintenance = wholeServer && opts.as === undefined && target === 'postgres';
+      if (exists && !opts.clean && !maintenance) {
         throw new BulwarkError('DB_EXISTS', `database ${target} already exists on ${conn.url.redacted}`, {
           subject: target,
           hint: 'add --clean to drop and recreate its objects, or --as NEWNAME to restore beside it',
