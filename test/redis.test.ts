@@ -116,6 +116,7 @@ async function contents(c: RespClient, k: Buffer): Promise<unknown> {
 }
 
 const DBS = [0, 3];
+const FUNCTION_CODE = "#!lua name=bulwarklib\nredis.register_function('bw_echo', function(keys, args) return args[1] end)";
 const MANY = 20_000;
 let src: RedisTarget;
 let dst: RedisTarget;
@@ -162,6 +163,12 @@ async function populate(c: RespClient): Promise<void> {
     ttlKeys += 3;
   }
   await send(['SELECT', 0]);
+  // Larger than the parser's read-ahead, so they are parsed across several refills.
+  const huge: string[] = [];
+  for (let i = 0; i < 40_000; i++) huge.push(`huge-member-${i}`);
+  await send(['SADD', 'set:huge', ...huge]);
+  await send(['SET', 'str:huge', randomBytes(600_000)]);
+  await send(['FUNCTION', 'LOAD', FUNCTION_CODE]);
   for (let i = 1; i <= 12; i++) await send(['XADD', 'stream', `${i}-0`, 'n', String(i), 'payload', 'p'.repeat(i * 3)]);
   await send(['XDEL', 'stream', '5-0']);
   await send(['XGROUP', 'CREATE', 'stream', 'g1', '0']);
@@ -282,8 +289,10 @@ describe('redis', { timeout: 120_000 }, () => {
     assert.equal(res.keys, totalKeys);
     assert.equal(res.expiredSkipped, 0);
     assert.equal(res.verified, true, res.mismatches.join('; '));
+    assert.equal(res.functions, 1);
     const a = await RespClient.connect(src);
     const b = await RespClient.connect(dst);
+    assert.equal(str(await b.command(['FCALL', 'bw_echo', 0, 'hi'])), 'hi');
     let compared = 0;
     let dumpEqual = 0;
     for (const db of DBS) {
@@ -331,6 +340,10 @@ describe('redis', { timeout: 120_000 }, () => {
   it('refuses existing keys without replace, overwrites with replace, skips expired keys', async () => {
     await assert.rejects(
       restoreRdb(chunked(rdbBytes), dst, {}),
+      (e: unknown) => e instanceof BulwarkError && e.code === 'RESTORE_FAILED' && /bulwarklib.*already exists/.test(e.message),
+    );
+    await assert.rejects(
+      restoreRdb(chunked(rdbBytes), dst, { functions: false }),
       (e: unknown) => e instanceof BulwarkError && e.code === 'RESTORE_FAILED' && /key ".+" already exists/.test(e.message),
     );
     const again = await restoreRdb(chunked(rdbBytes), dst, { replace: true });
@@ -347,6 +360,17 @@ describe('redis', { timeout: 120_000 }, () => {
     await b.close();
     const dry = await restoreRdb(chunked(rdbBytes), { host: '127.0.0.1', port: await freePort() }, { dryRun: true });
     assert.equal(dry.keys, totalKeys);
+  });
+
+  it('parses the same entries whatever the input chunking', async () => {
+    const whole = await parseAll(chunked(rdbBytes, rdbBytes.length));
+    const tiny = await parseAll(chunked(rdbBytes, 997));
+    assert.equal(tiny.length, whole.length);
+    for (let i = 0; i < whole.length; i++) {
+      assert.ok(tiny[i]!.key.equals(whole[i]!.key) && tiny[i]!.payload.equals(whole[i]!.payload), whole[i]!.key.toString());
+    }
+    const huge = whole.find((e) => e.key.toString() === 'set:huge');
+    assert.ok(huge !== undefined && huge.payload.length > 400_000);
   });
 
   it('reports truncated or damaged RDBs with a byte offset, without hanging', async () => {

@@ -380,7 +380,7 @@ export async function* parseRdb(source: AsyncIterable<Uint8Array>, opts: RdbPars
 
   // Runs `read` from the current position, reading more input until the item is complete.
   const item = async <T>(read: () => T): Promise<T> => {
-    const start = r.pos;
+    let start = r.pos;
     for (;;) {
       try {
         return read();
@@ -392,6 +392,7 @@ export async function* parseRdb(source: AsyncIterable<Uint8Array>, opts: RdbPars
         const soFar = r.buf.length - start;
         r.pos = start;
         await fill(start, e.needEnd, Math.max(e.needEnd, start + 2 * soFar, r.buf.length + 64 * 1024));
+        start = r.pos; // the buffer now begins at the item
       }
     }
   };

@@ -121,20 +121,73 @@ export class RespParser {
   }
 }
 
-export function encodeCommand(args: readonly RespArg[]): Buffer[] {
-  const parts: Buffer[] = [];
-  let head = `*${args.length}\r\n`;
-  for (const a of args) {
-    if (Buffer.isBuffer(a)) {
-      parts.push(Buffer.from(`${head}$${a.length}\r\n`, 'latin1'), a);
-      head = '\r\n';
-    } else {
-      const s = Buffer.from(String(a), 'utf8');
-      head += `$${s.length}\r\n${s.toString('latin1')}\r\n`;
-    }
+/** Encodes commands into large buffers; big binary arguments are passed through uncopied. */
+class Outbox {
+  private parts: Buffer[] = [];
+  private buf = Buffer.allocUnsafe(64 * 1024);
+  private len = 0;
+  bytes = 0;
+
+  private room(n: number): void {
+    if (this.len + n <= this.buf.length) return;
+    this.cut();
+    if (n > this.buf.length) this.buf = Buffer.allocUnsafe(n);
   }
-  parts.push(Buffer.from(head, 'latin1'));
-  return parts;
+
+  private cut(): void {
+    if (this.len === 0) return;
+    this.parts.push(this.buf.subarray(0, this.len));
+    // The rest of the block stays usable: the part taken is a view that is never written again.
+    this.buf = this.buf.length - this.len >= 4096 ? this.buf.subarray(this.len) : Buffer.allocUnsafe(64 * 1024);
+    this.len = 0;
+  }
+
+  private ascii(s: string): void {
+    this.room(s.length);
+    this.len += this.buf.write(s, this.len, 'latin1');
+  }
+
+  add(args: readonly RespArg[]): void {
+    let total = 0;
+    this.ascii(`*${args.length}\r\n`);
+    for (const a of args) {
+      if (Buffer.isBuffer(a)) {
+        this.ascii(`$${a.length}\r\n`);
+        if (a.length > 16 * 1024) {
+          this.cut();
+          this.parts.push(a);
+        } else {
+          this.room(a.length);
+          a.copy(this.buf, this.len);
+          this.len += a.length;
+        }
+        total += a.length;
+      } else {
+        const s = String(a);
+        const n = Buffer.byteLength(s);
+        this.ascii(`$${n}\r\n`);
+        this.room(n);
+        this.len += this.buf.write(s, this.len);
+        total += n;
+      }
+      this.ascii('\r\n');
+    }
+    this.bytes += total + 16 * (args.length + 1);
+  }
+
+  take(): Buffer[] {
+    this.cut();
+    const out = this.parts;
+    this.parts = [];
+    this.bytes = 0;
+    return out;
+  }
+}
+
+export function encodeCommand(args: readonly RespArg[]): Buffer {
+  const o = new Outbox();
+  o.add(args);
+  return Buffer.concat(o.take());
 }
 
 function sizeOf(args: readonly RespArg[]): number {
@@ -153,7 +206,7 @@ export class RespClient {
   private readonly parser = new RespParser();
   private readonly pending: Waiter[] = [];
   private pendingHead = 0;
-  private outbox: Buffer[] = [];
+  private readonly outbox = new Outbox();
   private flushScheduled = false;
   private failure: BulwarkError | undefined;
   private closed = false;
@@ -282,21 +335,26 @@ export class RespClient {
     if (this.closed) return Promise.reject(this.lost());
     return new Promise<RespValue>((resolve, reject) => {
       this.pending.push({ resolve, reject });
-      for (const p of encodeCommand(args)) this.outbox.push(p);
-      if (!this.flushScheduled) {
+      this.outbox.add(args);
+      if (this.outbox.bytes >= 256 * 1024) this.flush();
+      else if (!this.flushScheduled) {
         this.flushScheduled = true;
-        // Commands issued in the same tick go out in one write.
-        process.nextTick(() => this.flush());
+        // Commands issued before the event loop turns go out in one write.
+        setImmediate(() => this.flush());
       }
     });
   }
 
   private flush(): void {
     this.flushScheduled = false;
-    const out = this.outbox;
-    this.outbox = [];
+    const out = this.outbox.take();
     if (out.length === 0 || this.socket.destroyed) return;
-    this.socket.write(out.length === 1 ? out[0]! : Buffer.concat(out));
+    if (out.length === 1) this.socket.write(out[0]!);
+    else {
+      this.socket.cork();
+      for (const b of out) this.socket.write(b);
+      this.socket.uncork();
+    }
   }
 
   /** Sends a command; error replies reject (NOAUTH/WRONGPASS/NOPERM as DB_AUTH). */

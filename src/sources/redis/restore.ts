@@ -98,9 +98,16 @@ export async function restoreRdb(
     const flushFunctions = async (): Promise<void> => {
       if (!loadFunctions) return;
       // Functions are stored before the keys; load them as they appear, ahead of any RESTORE.
+      // FLUSHALL keeps functions, so an emptied target may still hold the same libraries.
+      const replaceLib = opts.replace || opts.flush;
       for (const code of functions.splice(0)) {
-        await pipe.send(opts.replace ? ['FUNCTION', 'LOAD', 'REPLACE', code] : ['FUNCTION', 'LOAD', code], (v) => {
-          if (v instanceof RespError) throw client.replyError('FUNCTION LOAD', v);
+        await pipe.send(replaceLib ? ['FUNCTION', 'LOAD', 'REPLACE', code] : ['FUNCTION', 'LOAD', code], (v) => {
+          if (v instanceof RespError) {
+            throw new BulwarkError('RESTORE_FAILED', `Redis at ${client.where} rejected a function library: ${v.message}`, {
+              subject: client.where,
+              hint: /already exists/.test(v.message) ? 'pass --replace to overwrite it' : 'see the server log',
+            });
+          }
           res.functions++;
         });
       }

@@ -69,7 +69,7 @@ export async function openRdbStream(target: RedisTarget, opts: RdbStreamOptions 
   } finally {
     clearTimeout(timer);
   }
-  socket.write(Buffer.concat(encodeCommand(['PSYNC', '?', '-1'])));
+  socket.write(encodeCommand(['PSYNC', '?', '-1']));
   return readPreamble(socket, rest, where, serverVersion, opts);
 }
 
