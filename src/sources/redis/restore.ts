@@ -96,7 +96,7 @@ export async function restoreRdb(
       }
     };
     const flushFunctions = async (): Promise<void> => {
-      if (!loadFunctions) return;
+      if (!loadFunctions || functions.length === 0) return;
       // Functions are stored before the keys; load them as they appear, ahead of any RESTORE.
       // FLUSHALL keeps functions, so an emptied target may still hold the same libraries.
       const replaceLib = opts.replace || opts.flush;

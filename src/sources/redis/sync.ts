@@ -55,8 +55,9 @@ export async function openRdbStream(target: RedisTarget, opts: RdbStreamOptions 
   const idleMs = opts.idleTimeoutMs ?? 60_000;
   const timer = setTimeout(() => client.abort(dumpFailed(where, `no reply for ${idleMs} ms`)), idleMs);
   try {
-    const info = await client.command(['INFO', 'server']);
-    serverVersion = /redis_version:([^\r\n]+)/.exec(String(info))?.[1] ?? 'unknown';
+    // A user allowed PSYNC but not INFO still gets a backup, without the version.
+    const info = await client.call(['INFO', 'server']);
+    serverVersion = Buffer.isBuffer(info) ? (/redis_version:([^\r\n]+)/.exec(info.toString())?.[1] ?? 'unknown') : 'unknown';
     // Older servers reject rdb-only; they then follow the RDB with the replication stream, which
     // we never read because the stream ends (and the socket closes) after the RDB bytes.
     const r = await client.call(['REPLCONF', 'rdb-only', '1']);
