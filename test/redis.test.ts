@@ -377,6 +377,77 @@ describe('redis', { timeout: 120_000 }, () => {
     assert.ok(huge !== undefined && huge.payload.length > 400_000);
   });
 
+  it('parses opcodes and encodings the live server did not produce (synthetic RDB)', async () => {
+    const u64 = (n: bigint): Buffer => {
+      const b = Buffer.alloc(9);
+      b[0] = 0x81;
+      b.writeBigUInt64BE(n, 1);
+      return b;
+    };
+    const lenStr = (t: string): Buffer => Buffer.concat([Buffer.from([t.length]), Buffer.from(t)]);
+    // LZF: literal "a", then a back-reference copying 9 bytes from one back: "a" x 10.
+    const lzfKey = Buffer.from([0xc3, 5, 10, 0x00, 0x61, 0xe0, 0x00, 0x00]);
+    const moduleValue = Buffer.concat([
+      u64(0x123456789abcdef0n), // module id (64-bit)
+      Buffer.from([2, 5]), // UINT 5
+      Buffer.from([5]), lenStr('abc'), // STRING
+      Buffer.from([4]), Buffer.alloc(8, 1), // DOUBLE
+      Buffer.from([3]), Buffer.alloc(4, 2), // FLOAT
+      Buffer.from([0]), // EOF
+    ]);
+    const setListpack = lenStr('opaque listpack bytes');
+    const body = Buffer.concat([
+      Buffer.from('REDIS0011'),
+      Buffer.from([0xfa]), lenStr('redis-ver'), lenStr('7.2.4'), // AUX
+      Buffer.from([0xfa]), lenStr('ctime'), Buffer.from([0xc2, 1, 2, 3, 4]), // AUX, int-encoded
+      Buffer.from([0xf5]), lenStr('#!lua name=x'), // FUNCTION2
+      Buffer.from([0xf7]), u64(0xfedcba9876543210n), Buffer.from([2, 2, 0]), // MODULE_AUX, empty data
+      Buffer.from([0xfe, 5, 0xfb, 3, 1]), // SELECTDB 5, RESIZEDB 3 1
+      Buffer.from([0xfd]), Buffer.from([0x10, 0x27, 0, 0]), // EXPIRETIME 10000 s
+      Buffer.from([0xf9, 7]), // FREQ
+      Buffer.from([0x00]), lzfKey, Buffer.from([0xc0, 0xfe]), // string key (LZF), value int8 -2
+      Buffer.from([0xf8, 0x40, 0x10]), // IDLE (14-bit length)
+      Buffer.from([0x07]), lenStr('mod'), moduleValue,
+      Buffer.from([0x14]), Buffer.from([0xc1, 0x39, 0x30]), setListpack, // set listpack, key int16 12345
+      Buffer.from([0xff]),
+    ]);
+    const sum = Buffer.alloc(8);
+    sum.writeBigUInt64LE(crc64(body));
+    const aux: string[] = [];
+    const fns: string[] = [];
+    const parse = async (b: Buffer): Promise<RdbEntry[]> => {
+      const out: RdbEntry[] = [];
+      const opts = { onAux: (k: Buffer, v: Buffer) => aux.push(`${k}=${v}`), onFunction: (c: Buffer) => fns.push(c.toString()) };
+      for await (const e of parseRdb(chunked(b, 3), opts)) out.push(e);
+      return out;
+    };
+    const entries = await parse(Buffer.concat([body, sum]));
+    assert.deepEqual(aux, ['redis-ver=7.2.4', 'ctime=67305985']);
+    assert.deepEqual(fns, ['#!lua name=x']);
+    assert.deepEqual(
+      entries.map((e) => [e.db, e.key.toString(), e.type, e.expireAtMs]),
+      [
+        [5, 'a'.repeat(10), 0, 10_000_000],
+        [5, 'mod', 7, undefined],
+        [5, '12345', 20, undefined],
+      ],
+    );
+    const expectPayload = (type: number, value: Buffer): Buffer => {
+      const p = Buffer.concat([Buffer.from([type]), value, Buffer.from([11, 0]), Buffer.alloc(8)]);
+      p.writeBigUInt64LE(crc64(p.subarray(0, p.length - 8)), p.length - 8);
+      return p;
+    };
+    assert.ok(entries[0]!.payload.equals(expectPayload(0, Buffer.from([0xc0, 0xfe]))));
+    assert.ok(entries[1]!.payload.equals(expectPayload(7, moduleValue)));
+    assert.ok(entries[2]!.payload.equals(expectPayload(20, setListpack)));
+    // A zero checksum means "not computed"; a wrong one is an error.
+    assert.equal((await parse(Buffer.concat([body, Buffer.alloc(8)]))).length, 3);
+    sum[0] = sum[0]! ^ 0xff;
+    await assert.rejects(parse(Buffer.concat([body, sum])), /checksum mismatch/);
+    const v12 = Buffer.concat([Buffer.from('REDIS0012'), body.subarray(9), Buffer.alloc(8)]);
+    await assert.rejects(parse(v12), /unsupported RDB version 12/);
+  });
+
   it('reports truncated or damaged RDBs with a byte offset, without hanging', async () => {
     for (const cut of [5, 9, 200, Math.floor(rdbBytes.length / 2), rdbBytes.length - 9, rdbBytes.length - 1]) {
       await assert.rejects(parseAll(chunked(rdbBytes.subarray(0, cut), 1000)), (e: unknown) => {
