@@ -103,6 +103,13 @@ export class RespClient {
   private async handshake(target: RedisTarget, selectDb: boolean): Promise<void> {
     const authErr = (msg: string): BulwarkError => {
       const scrubbed = target.password ? msg.split(target.password).join('***') : msg;
+      // Other refusals (max clients, protected mode, loading) are not about credentials.
+      if (!/^(NOAUTH|WRONGPASS|NOPERM)\b/.test(scrubbed) && !/password|auth/i.test(scrubbed)) {
+        return new BulwarkError('DB_CONNECT', `Redis at ${this.where} refused the connection: ${scrubbed}`, {
+          subject: this.where,
+          retryable: true,
+        });
+      }
       return new BulwarkError('DB_AUTH', `Redis at ${this.where} refused authentication: ${scrubbed}`, {
         subject: this.where,
         hint: 'check the user name and password in the URL (redis://user:password@host:port)',
