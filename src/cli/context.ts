@@ -9,6 +9,7 @@ import type { Storage } from '../storage/storage.js';
 export interface GlobalOptions {
   repo: string | undefined;
   passwordFile: string | undefined;
+  config?: string | undefined;
   json: boolean;
   quiet: boolean;
 }
@@ -60,6 +61,12 @@ export class Context {
       throw new BulwarkError('NO_PASSWORD', 'no password given', { hint: `set ${envVar}, ${fileEnv} or --password-file` });
     }
     return pw;
+  }
+
+  /** The config file: --config, else BULWARK_CONFIG, else ./bulwark.yaml. */
+  configPath(): string {
+    const c = this.opts.config ?? this.env['BULWARK_CONFIG'];
+    return c !== undefined && c !== '' ? c : 'bulwark.yaml';
   }
 
   async openRepo(): Promise<Repository> {

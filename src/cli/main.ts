@@ -21,6 +21,7 @@ process.env['UV_THREADPOOL_SIZE'] ??= '16';
 const GLOBAL = {
   repo: { type: 'string', short: 'r' },
   'password-file': { type: 'string' },
+  config: { type: 'string', short: 'c' },
   json: { type: 'boolean' },
   quiet: { type: 'boolean', short: 'q' },
   help: { type: 'boolean', short: 'h' },
@@ -30,12 +31,12 @@ function help(): string {
   const lines = [
     `bulwark ${VERSION}: encrypted, deduplicated backups`,
     '',
-    'Usage: bulwark [--repo LOCATION] [--password-file FILE] [--json] [--quiet] COMMAND [ARGS]',
+    'Usage: bulwark [--repo LOCATION] [--password-file FILE] [--config FILE] [--json] [--quiet] COMMAND [ARGS]',
     '',
     'Commands:',
     ...commands.map((c) => `  ${c.name.padEnd(10)} ${c.summary}`),
     '',
-    'Environment: BULWARK_REPO, BULWARK_PASSWORD, BULWARK_PASSWORD_FILE',
+    'Environment: BULWARK_REPO, BULWARK_PASSWORD, BULWARK_PASSWORD_FILE, BULWARK_CONFIG',
     'Run `bulwark COMMAND --help` for a command\'s options; see docs/cli.md.',
   ];
   return lines.join('\n');
@@ -44,7 +45,7 @@ function help(): string {
 export async function main(argv: string[]): Promise<number> {
   let json = argv.includes('--json');
   try {
-    const name = argv.find((a, i) => !a.startsWith('-') && !(i > 0 && ['--repo', '-r', '--password-file'].includes(argv[i - 1]!)));
+    const name = argv.find((a, i) => !a.startsWith('-') && !(i > 0 && ['--repo', '-r', '--password-file', '--config', '-c'].includes(argv[i - 1]!)));
     if (name === undefined || name === 'help') {
       process.stdout.write(help() + '\n');
       return argv.length === 0 ? Exit.USAGE : Exit.OK;
@@ -74,6 +75,7 @@ export async function main(argv: string[]): Promise<number> {
     const ctx = new Context({
       repo: typeof v['repo'] === 'string' ? v['repo'] : undefined,
       passwordFile: typeof v['password-file'] === 'string' ? v['password-file'] : undefined,
+      config: typeof v['config'] === 'string' ? v['config'] : undefined,
       json,
       quiet: v['quiet'] === true,
     });

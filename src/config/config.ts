@@ -172,7 +172,7 @@ export function interpolate(v: unknown, env: NodeJS.ProcessEnv, p: string, probl
       if (val !== undefined && val !== '') return val;
       if (def !== undefined) return def;
       problems.push({ path: p, message: `refers to the environment variable ${name}, which is not set` });
-      return '';
+      return whole;
     });
   }
   if (Array.isArray(v)) return v.map((x, i) => interpolate(x, env, `${p}[${i}]`, problems));
@@ -210,7 +210,8 @@ export function parseConfig(text: string, file: string, env: NodeJS.ProcessEnv =
   const problems: Problem[] = [];
   const expanded = interpolate(doc ?? {}, env, '', problems);
   const raw = schema(expanded, '', problems) as Record<string, unknown> | undefined;
-  if (raw === undefined || problems.length > 0) throw configError(file, problems);
+  if (raw === undefined) throw configError(file, problems);
+  // Cross-references are checked even when fields failed above, so one run lists every problem.
   const cfg = build(raw, file, problems);
   if (problems.length > 0) throw configError(file, problems);
   return deepFreeze(cfg);
@@ -285,6 +286,7 @@ function build(raw: Raw, file: string, problems: Problem[]): Config {
       mysql: ['type', 'url', 'databases', 'exclude-tables', 'schema-only'],
       redis: ['type', 'url'],
     };
+    if (allowed[type] === undefined) continue;
     for (const k of Object.keys(o)) if (!(allowed[type] ?? []).includes(k)) problems.push({ path: `${p}.${k}`, message: `does not apply to a source of type ${type} (its keys: ${(allowed[type] ?? []).join(', ')})` });
     if (type === 'files') {
       if (strs(o['paths']).length === 0) problems.push({ path: `${p}.paths`, message: 'is required for a files source' });

@@ -2,6 +2,7 @@
 import type { Command } from '../command.js';
 import { backup } from './backup.js';
 import { check } from './check.js';
+import { config } from './config.js';
 import { db } from './db.js';
 import { diff } from './diff.js';
 import { dump } from './dump.js';
@@ -12,4 +13,4 @@ import { restore } from './restore.js';
 import { snapshots } from './snapshots.js';
 import { stats } from './stats.js';
 
-export const commands: Command[] = [init, backup, snapshots, ls, diff, stats, restore, dump, check, key, db];
+export const commands: Command[] = [init, backup, snapshots, ls, diff, stats, restore, dump, check, key, db, config];
