@@ -107,7 +107,8 @@ const retention = obj({
   'keep-weekly': int({ min: -1 }),
   'keep-monthly': int({ min: -1 }),
   'keep-yearly': int({ min: -1 }),
-  'keep-within': duration,
+  // restic's format: y, m (months), d, h, e.g. 2y5m7d3h.
+  'keep-within': str({ pattern: /^(\d+[ymdh])+$/, what: 'a duration in restic\'s form, such as 7d, 1y6m, 2y5m7d3h (m = months)' }),
   'keep-tag': strList(),
 });
 const TIER_NAMES = ['critical', 'important', 'normal', 'archive'] as const;
