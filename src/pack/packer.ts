@@ -81,6 +81,14 @@ export class Packer {
   private unindexedBlobs = 0;
   private failure: unknown;
   private readonly tmpDir: string;
+  /**
+   * When false, `add` stores a blob even if the master index already has it (prune copies live
+   * blobs out of packs it is about to delete). Blobs queued in this run are still stored once.
+   */
+  dedupAgainstIndex = true;
+  /** Every pack stored by this packer, and every index file it wrote. */
+  readonly writtenPacks: PackDescriptor[] = [];
+  readonly writtenIndexFiles: string[] = [];
 
   constructor(
     private readonly repo: Repository,
@@ -110,7 +118,7 @@ export class Packer {
   add(type: BlobTypeCode, id: Uint8Array, sealed: Uint8Array, raw: number, credit = 0): boolean {
     this.throwIfFailed();
     const hex = Buffer.from(id).toString('hex');
-    if (this.repo.index.has(id) || this.pending.has(hex)) {
+    if ((this.dedupAgainstIndex && this.repo.index.has(id)) || this.pending.has(hex)) {
       this.giveBack(credit);
       return false;
     }
@@ -166,6 +174,7 @@ export class Packer {
         this.repo.addToIndex([desc]);
         for (const b of p.blobs) this.pending.delete(Buffer.from(b.id).toString('hex'));
         this.unindexed.push(desc);
+        this.writtenPacks.push(desc);
         this.unindexedBlobs += p.blobs.length;
         this.stats.packsWritten++;
       })
@@ -196,6 +205,7 @@ export class Packer {
     this.unindexedBlobs = 0;
     const name = await putObject(this.repo.storage, 'index', encodeIndex(this.repo.keys.enc, packs));
     this.repo.indexFiles.add(name);
+    this.writtenIndexFiles.push(name);
     this.stats.indexFilesWritten++;
   }
 

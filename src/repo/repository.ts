@@ -32,7 +32,8 @@ export interface InitOptions {
 }
 
 export class Repository {
-  readonly index = new BlobIndex();
+  /** Replaced (not mutated) by `resetIndex`, so hold the Repository, not the index, across operations. */
+  index = new BlobIndex();
   readonly indexFiles = new Set<string>();
   private readonly codec: BlobCodec;
   private readonly treePacks = new Map<number, Promise<Buffer>>();
@@ -213,6 +214,17 @@ export class Repository {
     const name = this.index.packs.hex(loc.pack);
     if (loc.offset + loc.stored > bytes.length) throw packCorrupt(name, Buffer.from(id).toString('hex'), loc.offset, 'pack is shorter than the index says');
     return this.decodeBlob(bytes.subarray(loc.offset, loc.offset + loc.stored), id, name, loc.offset);
+  }
+
+  /**
+   * Forgets everything loaded from index files. Prune calls it after deleting packs, so a
+   * Repository object used again (a daemon's) never dedups against blobs whose packs are gone.
+   */
+  resetIndex(): void {
+    this.index = new BlobIndex();
+    this.indexFiles.clear();
+    this.damagedIndexes.length = 0;
+    this.treePacks.clear();
   }
 
   /** Releases cached tree packs (after planning a restore, say). */

@@ -6,11 +6,13 @@ import { config } from './config.js';
 import { db } from './db.js';
 import { diff } from './diff.js';
 import { dump } from './dump.js';
+import { forget } from './forget.js';
 import { init } from './init.js';
 import { key } from './key.js';
 import { ls } from './ls.js';
+import { prune } from './prune.js';
 import { restore } from './restore.js';
 import { snapshots } from './snapshots.js';
 import { stats } from './stats.js';
 
-export const commands: Command[] = [init, backup, snapshots, ls, diff, stats, restore, dump, check, key, db, config];
+export const commands: Command[] = [init, backup, snapshots, ls, diff, stats, restore, dump, forget, prune, check, key, db, config];
