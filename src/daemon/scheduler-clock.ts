@@ -10,10 +10,28 @@ export interface Clock {
   clearTimeout(handle: TimerHandle): void;
 }
 
+// Node fires a timer longer than 2^31-1 ms at once; longer waits (a lock wait or retry delay of
+// weeks) are chained through shorter timers.
+const MAX_NODE_TIMER_MS = 2 ** 31 - 1;
+
+interface SystemTimer {
+  timer: ReturnType<typeof setTimeout> | undefined;
+}
+
 export const systemClock: Clock = {
   now: () => Date.now(),
-  setTimeout: (fn, ms) => setTimeout(fn, Math.max(0, ms)),
-  clearTimeout: (handle) => clearTimeout(handle as ReturnType<typeof setTimeout>),
+  setTimeout: (fn, ms) => {
+    const handle: SystemTimer = { timer: undefined };
+    let left = Math.max(0, ms);
+    const step = (): void => {
+      const part = Math.min(left, MAX_NODE_TIMER_MS);
+      left -= part;
+      handle.timer = setTimeout(left > 0 ? step : fn, part);
+    };
+    step();
+    return handle;
+  },
+  clearTimeout: (handle) => clearTimeout((handle as SystemTimer).timer),
 };
 
 interface FakeTimer {

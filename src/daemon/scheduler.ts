@@ -41,7 +41,8 @@ interface Trigger {
   gated: boolean;
 }
 
-// Node timers overflow past 2^31-1 ms; long waits are armed in pieces and checked on each wake.
+// Schedule timers wake at least daily and re-check the wall clock, so a clock step (NTP, a
+// suspended host) delays an occurrence by at most this much.
 const MAX_TIMER_MS = 86_400_000;
 
 type Phase = 'idle' | 'starting' | 'running' | 'stopping' | 'stopped';
