@@ -192,9 +192,15 @@ export async function runPrune(repo: Repository, opts: PruneOptions = {}): Promi
     // 1. What exists now.
     const startData = new Map<string, number>();
     for await (const o of repo.storage.list('data')) startData.set(o.name, o.size);
-    repo.resetIndex();
+    // The Repository may have loaded index files before (a daemon's): loadIndex adds the rest.
+    // Entries of index files that no longer exist can only make prune refuse, never delete more.
     await repo.loadIndex();
-    const oldIndexNames = [...repo.indexFiles];
+    const listedIndex = new Set<string>();
+    for await (const o of repo.storage.list('index')) listedIndex.add(o.name);
+    const oldIndexNames = [...repo.indexFiles].filter((n) => listedIndex.has(n));
+    // Packs of a damaged index file were indexed again from their trailers by loadIndex; packs
+    // whose trailers are damaged too stay unindexed, and are then not deleted as leftovers.
+    const keepUnindexed = repo.damagedIndexes.length > 0;
     const packs = new Map<string, PackState>();
     await mapLimit(oldIndexNames, 8, async (name) => {
       const idx = await repo.readIndexFile(name);
@@ -290,7 +296,7 @@ export async function runPrune(repo: Repository, opts: PruneOptions = {}): Promi
       p.action = 'repack';
       unusedLeft -= p.unusedBytes;
     }
-    const unindexed = [...startData.keys()].filter((n) => !packs.has(n)).sort();
+    const unindexed = keepUnindexed ? [] : [...startData.keys()].filter((n) => !packs.has(n)).sort();
     const unusedBefore = [...packs.values()].reduce((n, p) => n + p.unusedBytes, 0) + unindexed.reduce((n, u) => n + startData.get(u)!, 0);
     const bytesBefore = [...startData.values()].reduce((a, b) => a + b, 0);
 
