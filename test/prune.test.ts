@@ -377,6 +377,103 @@ await runPrune(repo, { maxUnused: { kind: 'percent', value: 0 } });
   }
 });
 
+describe('prune refusing, racing another prune, and leftovers of killed backups', () => {
+  let base = '';
+  let template = { repo: '', src: '', kept: [] as Array<{ id: string; digest: Map<string, string> }> };
+  let n = 0;
+
+  before(async () => {
+    base = makeTmp('prune-misc');
+    template = await makeTemplate(base);
+  });
+
+  after(() => {
+    if (base !== '') removeDir(base);
+  });
+
+  function freshCopy(): string {
+    const dir = path.join(base, `case-${++n}`);
+    execFileSync('cp', ['-a', template.repo, dir]);
+    return dir;
+  }
+
+  async function restoresAll(root: string, what: string): Promise<void> {
+    const repo = await openRepo(root);
+    for (const k of template.kept) {
+      const target = path.join(base, `restore-${n}-${k.id.slice(0, 6)}`);
+      const r = await restoreSnapshot(repo, await loadSnapshot(repo, k.id), { target, threads: 2 });
+      assert.deepEqual(r.errors, [], what);
+      assertSameTree(k.digest, path.join(target, template.src), `${what}: snapshot ${k.id.slice(0, 8)}`);
+      removeDir(target);
+    }
+  }
+
+  it('a damaged snapshot document makes prune refuse (PRUNE_UNSAFE) before anything is deleted', async () => {
+    const root = freshCopy();
+    const snaps = await listNames(new LocalStorage(root), 'snapshots');
+    const file = path.join(root, 'snapshots', snaps[0]!.name);
+    fs.chmodSync(file, 0o600);
+    fs.writeFileSync(file, randomBytes(200));
+    const packs = await dataFiles(root);
+    const index = await listNames(new LocalStorage(root), 'index');
+    await assert.rejects(runPrune(await openRepo(root), { maxUnused: { kind: 'percent', value: 0 } }), (err: unknown) => isBulwarkError(err, 'PRUNE_UNSAFE'));
+    assert.deepEqual(await dataFiles(root), packs);
+    assert.deepEqual(await listNames(new LocalStorage(root), 'index'), index);
+  });
+
+  it('packs left unindexed by a killed backup are deleted; nothing else a snapshot needs is', async () => {
+    const root = freshCopy();
+    // A backup whose index write fails leaves its packs unindexed (what a kill leaves behind).
+    const extra = path.join(base, 'extra');
+    fs.mkdirSync(extra, { recursive: true });
+    fs.writeFileSync(path.join(extra, 'x.bin'), randomBytes(2 * MiB));
+    const faulty = new FaultyStorage(new LocalStorage(root)).failWhen('write', (c) => c.kind === 'index', { retryable: false });
+    await assert.rejects(runBackup(await openRepo(faulty), { paths: [extra], threads: 2 }));
+    const warned = (await checkRepository(await openRepo(root), {})).warnings.filter((w) => w.code === 'PACK_UNINDEXED').length;
+    assert.ok(warned > 0, 'the failed backup left unindexed packs');
+    const r = await runPrune(await openRepo(root), { maxUnused: { kind: 'percent', value: 0 } });
+    assert.equal(r.packs.unindexedDeleted, warned);
+    const res = await checkRepository(await openRepo(root), { readData: true });
+    assert.deepEqual(res.errors, []);
+    assert.deepEqual(res.warnings, []);
+    await restoresAll(root, 'after deleting leftovers');
+  });
+
+  it('two prunes racing: one completes, the other stops with REPO_CHANGED before deleting; the repository stays whole', { timeout: 120_000 }, async () => {
+    const root = freshCopy();
+    let bAtExclusive!: () => void;
+    const reached = new Promise<void>((r) => (bAtExclusive = r));
+    let b: Promise<PruneResult> | undefined;
+    const opts = { maxUnused: { kind: 'percent' as const, value: 0 }, lockWaitMs: 60_000 };
+    const a = runPrune(await openRepo(root), {
+      ...opts,
+      beforeExclusive: async () => {
+        // B runs its whole first phase while A holds its shared lock, from the same old index.
+        b = runPrune(await openRepo(root), { ...opts, beforeExclusive: async () => bAtExclusive() });
+        await reached;
+      },
+    });
+    const results = await Promise.allSettled([a, (async () => {
+      await reached;
+      return b!;
+    })()]);
+    const ok = results.filter((x) => x.status === 'fulfilled');
+    const failed = results.filter((x): x is PromiseRejectedResult => x.status === 'rejected');
+    assert.equal(ok.length, 1, JSON.stringify(results.map((x) => (x.status === 'rejected' ? String(x.reason) : 'ok'))));
+    assert.ok(isBulwarkError(failed[0]!.reason, 'REPO_CHANGED'), String(failed[0]!.reason));
+    const res = await checkRepository(await openRepo(root), { readData: true });
+    assert.deepEqual(res.errors, []);
+    assert.deepEqual(res.warnings, []);
+    await restoresAll(root, 'after the race');
+    // B planned from A's repacked packs too (A's phase-1 index was there); whichever lost, a re-run
+    // completes and a further one finds nothing left to do.
+    await runPrune(await openRepo(root), { maxUnused: { kind: 'percent', value: 0 } });
+    const third = await runPrune(await openRepo(root), { maxUnused: { kind: 'percent', value: 0 } });
+    assert.deepEqual([third.toDelete.length, third.toRepack.length, third.blobs.duplicates], [0, 0, 0]);
+    await restoresAll(root, 'after cleaning up duplicates');
+  });
+});
+
 describe('prune beside a running backup', () => {
   let base = '';
   before(() => {

@@ -189,9 +189,8 @@ export async function runPrune(repo: Repository, opts: PruneOptions = {}): Promi
   const shared = await Lock.acquire(repo, 'shared', 'prune');
   let sharedHeld = true;
   try {
-    // 1. What exists now.
-    const startData = new Map<string, number>();
-    for await (const o of repo.storage.list('data')) startData.set(o.name, o.size);
+    // 1. What exists now. Index files first: a pack is written before any index file names it, so
+    // every pack an index file read here names is in the data listing that follows (unless lost).
     // The Repository may have loaded index files before (a daemon's): loadIndex adds the rest.
     // Entries of index files that no longer exist can only make prune refuse, never delete more.
     await repo.loadIndex();
@@ -201,6 +200,8 @@ export async function runPrune(repo: Repository, opts: PruneOptions = {}): Promi
     // Packs of a damaged index file were indexed again from their trailers by loadIndex; packs
     // whose trailers are damaged too stay unindexed, and are then not deleted as leftovers.
     const keepUnindexed = repo.damagedIndexes.length > 0;
+    const startData = new Map<string, number>();
+    for await (const o of repo.storage.list('data')) startData.set(o.name, o.size);
     const packs = new Map<string, PackState>();
     await mapLimit(oldIndexNames, 8, async (name) => {
       const idx = await repo.readIndexFile(name);
