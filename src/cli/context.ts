@@ -38,6 +38,11 @@ export class Context {
     return this.secret(this.opts.passwordFile, 'BULWARK_PASSWORD', 'BULWARK_PASSWORD_FILE');
   }
 
+  /** The source repository's password for `copy`: its own option and variables only. */
+  fromPassword(fileOpt: string | undefined): string {
+    return this.secret(fileOpt, 'BULWARK_FROM_PASSWORD', 'BULWARK_FROM_PASSWORD_FILE');
+  }
+
   /** Reads a new password (key add/passwd): only from its own option and variables, never the current ones. */
   newPassword(fileOpt: string | undefined): string {
     return this.secret(fileOpt, 'BULWARK_NEW_PASSWORD', 'BULWARK_NEW_PASSWORD_FILE');

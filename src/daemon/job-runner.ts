@@ -1,6 +1,7 @@
-// Runs one job of the config: hooks, a backup of its source into each of its repositories, the
-// retention policy after a successful backup, and a catalog row plus a report (JSON and text) per
-// repository. Used by the daemon for scheduled runs and by `bulwark run JOB` by hand.
+// Runs one job of the config: hooks, a backup of its source into its first repository and a copy
+// of that snapshot into each further one (the source is read once; every repository stays up to
+// date), the retention policy after each success, and a catalog row plus a report (JSON and text)
+// per repository. Used by the daemon for scheduled runs and by `bulwark run JOB` by hand.
 //
 // A run that is interrupted (SIGTERM past the grace period, SIGKILL) never leaves a half-written
 // snapshot: the snapshot document is written last and atomically by the engine. Its catalog row
@@ -14,6 +15,7 @@ import type { Config, Hook, JobConfig, RepositoryConfig } from '../config/config
 import { BulwarkError, isBulwarkError } from '../errors.js';
 import { Repository } from '../repo/repository.js';
 import type { SnapshotDoc } from '../snapshot/snapshot.js';
+import { copySnapshots } from '../copy/copy.js';
 import { commandItem } from '../sources/command.js';
 import { engineForUrl } from '../sources/engines.js';
 import { runTool } from '../sources/process.js';
@@ -113,6 +115,7 @@ export async function runJob(cfg: Config, job: JobConfig, catalog: Catalog, ctx:
   const log = ctx.log ?? (() => undefined);
   const baseEnv = { BULWARK_JOB: job.name, BULWARK_SOURCE: job.source, BULWARK_TRIGGER: ctx.trigger };
   const outcomes: RepoOutcome[] = [];
+  let primary: { repo: Repository; id: string; doc: SnapshotDoc; warnings: string[] } | undefined;
   for (const repoName of job.repositories) {
     const started = now();
     const runId = await catalog.startRun({
@@ -131,10 +134,23 @@ export async function runJob(cfg: Config, job: JobConfig, catalog: Catalog, ctx:
       if (ctx.signal?.aborted === true) throw new BulwarkError('INTERRUPTED', 'the daemon is stopping; the run did not start');
       for (const h of job.hooks.before) await runHook(h, 'before', env, ctx.signal);
       const repo = await openConfiguredRepo(cfg.repositories[repoName]!);
-      const b = await backupInto(cfg, job, repo, cfg.daemon.lockWaitMs);
+      let b: { id: string; doc: SnapshotDoc; warnings: string[] };
+      const details: Record<string, unknown> = { tier: job.tier };
+      if (primary === undefined) {
+        b = await backupInto(cfg, job, repo, cfg.daemon.lockWaitMs);
+        primary = { repo, id: b.id, doc: b.doc, warnings: b.warnings };
+      } else {
+        // Further repositories get a copy of the snapshot just taken: the source is read once.
+        const c = await copySnapshots(primary.repo, repo, { snapshots: [primary.id], lockWaitMs: cfg.daemon.lockWaitMs });
+        const target = c.copied[0]?.target;
+        if (target === undefined) throw new BulwarkError('INTERNAL', `copy of snapshot ${primary.id.slice(0, 8)} to ${repoName} produced no snapshot`);
+        b = { id: target, doc: primary.doc, warnings: primary.warnings };
+        details['copiedFrom'] = { repository: job.repositories[0], snapshot: primary.id, bytesCopied: c.copied[0]?.bytesCopied };
+      }
       const status = b.warnings.length > 0 ? 'partial' : 'success';
       outcome = { repository: repoName, runId, status, snapshotId: b.id };
-      const details: Record<string, unknown> = { tags: b.doc.tags, paths: b.doc.paths, tier: job.tier };
+      details['tags'] = b.doc.tags;
+      details['paths'] = b.doc.paths;
       if (job.retention !== null) {
         const kept = await applyRetention(repo, job, cfg.daemon.lockWaitMs);
         outcome.retention = kept;

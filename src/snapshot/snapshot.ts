@@ -61,6 +61,8 @@ export interface SnapshotDoc {
   parent?: string;
   excludes?: string[];
   programVersion: string;
+  /** For a snapshot copied from another repository: the ID it has there. */
+  original?: string;
   source?: SourceInfo;
   summary?: SnapshotSummary;
 }

@@ -3,6 +3,7 @@ import type { Command } from '../command.js';
 import { backup } from './backup.js';
 import { check } from './check.js';
 import { config } from './config.js';
+import { copy } from './copy.js';
 import { daemon } from './daemon.js';
 import { db } from './db.js';
 import { diff } from './diff.js';
@@ -19,4 +20,4 @@ import { snapshots } from './snapshots.js';
 import { stats } from './stats.js';
 import { status } from './status.js';
 
-export const commands: Command[] = [init, backup, snapshots, ls, diff, stats, restore, dump, forget, prune, check, key, db, config, daemon, run, status, runs];
+export const commands: Command[] = [init, backup, snapshots, ls, diff, stats, restore, dump, forget, prune, check, key, copy, db, config, daemon, run, status, runs];
