@@ -75,7 +75,16 @@ export class Context {
   }
 
   async openRepo(): Promise<Repository> {
-    return Repository.open(this.storage(), this.password());
+    const token = this.deleteToken();
+    return Repository.open(this.storage(), this.password(), token !== undefined ? { deleteToken: token } : {});
+  }
+
+  /** The delete token of an append-only repository, if the operator holds it. */
+  deleteToken(): string | undefined {
+    const file = this.env['BULWARK_DELETE_TOKEN_FILE'];
+    if (file !== undefined && file !== '') return readTokenFile(file);
+    const t = this.env['BULWARK_DELETE_TOKEN'];
+    return t === undefined || t === '' ? undefined : t;
   }
 
   /** Prints a result: the JSON value with --json, otherwise the text. */
@@ -107,6 +116,14 @@ export class Context {
   clearProgress(): void {
     if (this.lastProgress !== 0 && process.stderr.isTTY) process.stderr.write('\r\x1b[K');
     this.lastProgress = 0;
+  }
+}
+
+export function readTokenFile(file: string): string {
+  try {
+    return fs.readFileSync(file, 'utf8').replace(/\r?\n$/, '');
+  } catch (err) {
+    throw new BulwarkError('APPEND_ONLY', `cannot read the delete token file ${file}: ${(err as Error).message}`, { subject: file });
   }
 }
 

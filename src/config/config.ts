@@ -47,6 +47,8 @@ export interface RepositoryConfig {
   url: string;
   password?: string;
   passwordFile?: string;
+  /** For append-only repositories: the token that allows forget and prune. */
+  deleteTokenFile?: string;
 }
 
 export type SourceConfig =
@@ -116,7 +118,7 @@ const SOURCE_TYPES = ['files', 'postgresql', 'mysql', 'redis', 'command'] as con
 
 const schema = obj({
   version: int({ min: 1, max: 1 }),
-  repositories: { check: mapOf(obj({ url: { check: str(), required: true }, password: str(), 'password-file': str() })), required: true },
+  repositories: { check: mapOf(obj({ url: { check: str(), required: true }, password: str(), 'password-file': str(), 'delete-token-file': str() })), required: true },
   sources: {
     check: mapOf(
       obj({
@@ -272,6 +274,7 @@ function build(raw: Raw, file: string, problems: Problem[]): Config {
     const repo: RepositoryConfig = { name, url: abs(String(o['url'])) };
     if (typeof o['password'] === 'string') repo.password = o['password'];
     if (typeof o['password-file'] === 'string') repo.passwordFile = abs(o['password-file']);
+    if (typeof o['delete-token-file'] === 'string') repo.deleteTokenFile = abs(o['delete-token-file']);
     if (repo.password === undefined && repo.passwordFile === undefined) problems.push({ path: `repositories.${name}`, message: 'needs password (e.g. ${BULWARK_PASSWORD}) or password-file' });
     repositories[name] = repo;
   }

@@ -19,6 +19,7 @@ import { copySnapshots } from '../copy/copy.js';
 import { commandItem } from '../sources/command.js';
 import { engineForUrl } from '../sources/engines.js';
 import { runTool } from '../sources/process.js';
+import { readTokenFile } from '../cli/context.js';
 import { openStorage } from '../storage/open.js';
 import { applyRetention } from './retention-step.js';
 
@@ -37,7 +38,7 @@ export interface RepoOutcome {
   status: 'success' | 'partial' | 'failed';
   snapshotId?: string;
   error?: { code: string; message: string };
-  retention?: { removed: number; kept: number };
+  retention?: { removed: number; kept: number; skipped?: string };
 }
 
 export interface JobOutcome {
@@ -56,7 +57,7 @@ export async function openConfiguredRepo(r: RepositoryConfig): Promise<Repositor
     }
   }
   if (pw === undefined || pw === '') throw new BulwarkError('NO_PASSWORD', `repository ${r.name} has no password`, { subject: r.name });
-  return Repository.open(openStorage(r.url), pw);
+  return Repository.open(openStorage(r.url), pw, r.deleteTokenFile !== undefined ? { deleteToken: readTokenFile(r.deleteTokenFile) } : {});
 }
 
 /** Runs a hook command with a timeout; its environment says which job and what happened. */

@@ -9,8 +9,10 @@ import type { Repository } from '../repo/repository.js';
 import { runForget } from '../snapshot/forget.js';
 import { openConfiguredRepo, type JobRunContext } from './job-runner.js';
 
-export async function applyRetention(repo: Repository, job: JobConfig, lockWaitMs: number): Promise<{ removed: number; kept: number }> {
+export async function applyRetention(repo: Repository, job: JobConfig, lockWaitMs: number): Promise<{ removed: number; kept: number; skipped?: string }> {
   if (job.retention === null) return { removed: 0, kept: 0 };
+  // An append-only repository keeps everything unless the config holds its delete token.
+  if (repo.appendOnly) return { removed: 0, kept: 0, skipped: 'append-only repository without its delete token' };
   const r = await runForget(repo, job.retention, { filter: { tags: [`job:${job.name}`] }, lockWaitMs });
   return { removed: r.removed.length, kept: r.kept };
 }
@@ -32,6 +34,12 @@ export async function runPruneJob(cfg: Config, repoName: string, catalog: Catalo
     const repoCfg = cfg.repositories[repoName];
     if (repoCfg === undefined) throw new BulwarkError('CONFIG_INVALID', `repository ${repoName} is no longer in the config`, { subject: repoName });
     const repo = await openConfiguredRepo(repoCfg);
+    if (repo.appendOnly) {
+      throw new BulwarkError('APPEND_ONLY', `repository ${repoName} is append-only and the config holds no delete token for it: nothing is pruned`, {
+        subject: repoName,
+        hint: 'set repositories.NAME.delete-token-file, or turn the prune off (daemon.prune: false)',
+      });
+    }
     const r = await runPrune(repo, { maxUnused: parseMaxUnused(cfg.daemon.prune?.maxUnused ?? '5%'), lockWaitMs: cfg.daemon.lockWaitMs });
     await catalog.endRun(runId, { status: 'success', endedAt: now(), details: { packs: r.packs, blobs: r.blobs, bytes: r.bytes } });
     ctx.log?.(`job=prune:${repoName} run=${runId} status=success packs deleted=${r.packs.deleted} repacked=${r.packs.repacked}`);

@@ -8,6 +8,7 @@ import { BulwarkError, isBulwarkError } from '../errors.js';
 import { BlobCodec } from '../pack/blob-codec.js';
 import { BlobIndex } from '../pack/blob-index.js';
 import { decodeIndex } from '../pack/formats.js';
+import { AppendOnlyStorage, appendOnly } from '../storage/append-only.js';
 import type { Storage } from '../storage/storage.js';
 import { addSlot, unlockAll } from './key-slots.js';
 import { corrupt, getJSON, sealJSON } from './objects.js';
@@ -22,6 +23,8 @@ export interface RepoConfig {
   chunker: ChunkerParams;
   compression: number;
   packSize: number;
+  /** Append-only repositories: SHA-256 (hex) of the delete token that lifts the restriction. */
+  appendOnly?: { deleteTokenSha256: string };
 }
 
 export interface InitOptions {
@@ -29,6 +32,13 @@ export interface InitOptions {
   chunker?: ChunkerParams;
   compression?: number;
   packSize?: number;
+  /** Make the repository append-only; deleting then needs this token. */
+  deleteToken?: string;
+}
+
+export interface OpenOptions {
+  /** The delete token of an append-only repository (lifts the restriction when it matches). */
+  deleteToken?: string;
 }
 
 export class Repository {
@@ -62,6 +72,7 @@ export class Repository {
       chunker: opts.chunker ?? DEFAULT_CHUNKER,
       compression: opts.compression ?? 1,
       packSize: opts.packSize ?? 16 * 1024 * 1024,
+      ...(opts.deleteToken !== undefined ? { appendOnly: { deleteTokenSha256: sha256(Buffer.from(opts.deleteToken)).toString('hex') } } : {}),
     };
     const keyId = await addSlot(storage, master, password, opts.kdf ?? DEFAULT_KDF);
     try {
@@ -78,7 +89,12 @@ export class Repository {
     return new Repository(storage, keys, config, keyId, master);
   }
 
-  static async open(storage: Storage, password: string): Promise<Repository> {
+  /** True when this handle may not delete (an append-only repository opened without its token). */
+  get appendOnly(): boolean {
+    return this.config.appendOnly !== undefined && this.storage instanceof AppendOnlyStorage;
+  }
+
+  static async open(storage: Storage, password: string, opts: OpenOptions = {}): Promise<Repository> {
     let hasConfig = false;
     for await (const _ of storage.list('config')) hasConfig = true;
     if (!hasConfig) {
@@ -111,7 +127,18 @@ export class Repository {
         hint: 'upgrade Bulwark',
       });
     }
-    return new Repository(storage, keys, config, keyId, master);
+    let access = storage;
+    if (config.appendOnly !== undefined) {
+      const token = opts.deleteToken;
+      if (token !== undefined && sha256(Buffer.from(token)).toString('hex') !== config.appendOnly.deleteTokenSha256) {
+        throw new BulwarkError('APPEND_ONLY', `the delete token does not match the one of ${storage.location}`, {
+          subject: storage.location,
+          hint: 'check BULWARK_DELETE_TOKEN_FILE / BULWARK_DELETE_TOKEN, or leave them unset to use the repository append-only',
+        });
+      }
+      if (token === undefined) access = appendOnly(storage);
+    }
+    return new Repository(access, keys, config, keyId, master);
   }
 
   /** Index files that could not be read by `loadIndex` (their packs look unindexed; see recoverPacks). */
