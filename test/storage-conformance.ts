@@ -6,6 +6,8 @@
 // once the bug is fixed.
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
+import * as fsp from 'node:fs/promises';
+import * as path from 'node:path';
 import { describe, it } from 'node:test';
 import { BulwarkError, type ErrorCode } from '../src/errors.js';
 import { OBJECT_KINDS, type Handle, type ObjectInfo, type ObjectKind, type Storage } from '../src/storage/storage.js';
@@ -174,11 +176,11 @@ export function storageConformance(name: string, make: () => Promise<Storage>, o
       assert.deepEqual(await s.read(CONFIG), Buffer.from('a'));
     });
 
-    test('list returns exactly the objects of each kind (600 data objects across prefixes)', async (s) => {
+    test('list returns exactly the objects of each kind (1,100 data objects across prefixes, past a 1,000-key page)', async (s) => {
       await fresh(s);
       const expected = new Map<ObjectKind, ObjectInfo[]>(OBJECT_KINDS.map((k) => [k, []]));
       const writes: Array<[Handle, Buffer]> = [];
-      for (let i = 0; i < 600; i++) {
+      for (let i = 0; i < 1100; i++) {
         // Every two-hex-char prefix is used at least twice; sizes vary (including empty).
         const name = (i % 256).toString(16).padStart(2, '0') + randomName().slice(2);
         writes.push([{ kind: 'data', name }, randomBytes(i % 37)]);
@@ -252,6 +254,33 @@ export function storageConformance(name: string, make: () => Promise<Storage>, o
       assert.ok((await s.read(h)).equals(data), 'whole read');
       const off = 20 * 1024 * 1024 - 3 * 1024 * 1024 - 7;
       assert.ok((await s.read(h, off, 3 * 1024 * 1024)).equals(data.subarray(off, off + 3 * 1024 * 1024)), 'ranged read');
+    });
+
+    test('adopt publishes a file from tempDir (small and 20 MiB), consumes it, and is write-once', async (s) => {
+      await fresh(s);
+      if (s.adopt === undefined || s.tempDir === undefined) {
+        assert.equal(s.adopt, undefined, 'adopt without tempDir');
+        return;
+      }
+      const adopt = s.adopt.bind(s);
+      const dir = s.tempDir();
+      for (const size of [1000, 20 * 1024 * 1024 + 17]) {
+        const data = randomBytes(size);
+        const file = path.join(dir, `adopt-${randomName().slice(0, 12)}`);
+        await fsp.writeFile(file, data);
+        const h = handle('data');
+        await adopt(h, file);
+        await assert.rejects(fsp.stat(file), 'the file is consumed');
+        assert.equal((await s.stat(h)).size, size);
+        assert.ok((await s.read(h)).equals(data), `content of ${size}`);
+        // Adopting onto an existing name fails and keeps the stored object.
+        const other = path.join(dir, `adopt-${randomName().slice(0, 12)}`);
+        await fsp.writeFile(other, randomBytes(size));
+        await rejectsWith(adopt(h, other), 'OBJECT_EXISTS');
+        assert.ok((await s.read(h)).equals(data), `kept content of ${size}`);
+        await fsp.rm(other, { force: true });
+      }
+      assert.equal((await listAll(s, 'data')).length, 2);
     });
 
     test('binary exactness: every byte value, views and no aliasing', async (s) => {

@@ -1,14 +1,39 @@
 // Turns a repository location given by the user into a Storage:
 //   /path, ./path, C:\path, local:/path  → LocalStorage
 //   memory:, memory:NAME                 → MemoryStorage, one instance per NAME within the process
-//   s3:...                               → USAGE error (S3 is not supported in this version)
+//   s3:https://host:port/bucket/prefix,
+//   s3:http://host:port/bucket/prefix,
+//   s3:bucket/prefix, s3://bucket/prefix → S3Storage (src/storage/s3.ts) behind the resilience
+//                                          wrappers chained by resilient() below
 //   other SCHEME:...                     → USAGE error naming the location
 // A scheme is a letter followed by letters, digits, '+', '-' or '.', at least two characters long,
 // so a Windows drive letter ("C:\backups") is a path, not a scheme.
 import { BulwarkError } from '../errors.js';
 import { LocalStorage } from './local.js';
 import { MemoryStorage } from './memory.js';
+import { RetryStorage, retryPolicyFromEnv } from './retry.js';
+import { parseS3Url, S3Storage, s3OptionsFromEnv } from './s3.js';
 import type { Storage } from './storage.js';
+import { LimitStorage, limitsFromEnv } from './throttle.js';
+
+/**
+ * The one place where remote backends get their resilience wrappers, outermost first:
+ *   RetryStorage  retries retryable failures with full-jitter backoff; counts calls, attempts,
+ *                 retries and failures per operation (storageStats());
+ *   LimitStorage  at most BULWARK_S3_CONNECTIONS operations in flight, BULWARK_LIMIT_UPLOAD /
+ *                 BULWARK_LIMIT_DOWNLOAD (KiB/s) token buckets;
+ *   the backend   which classifies errors and applies the per-request timeout (BULWARK_S3_TIMEOUT).
+ * Retry sits outside the limiter so that a backoff sleep does not hold a connection slot.
+ */
+export function resilient(inner: Storage, env: NodeJS.ProcessEnv = process.env): Storage {
+  return new RetryStorage(new LimitStorage(inner, limitsFromEnv(env)), retryPolicyFromEnv(env));
+}
+
+export function openS3(rest: string, env: NodeJS.ProcessEnv = process.env): Storage {
+  const opts = s3OptionsFromEnv(env);
+  opts.retry = retryPolicyFromEnv(env);
+  return resilient(new S3Storage(parseS3Url(rest), opts), env);
+}
 
 const memoryStores = new Map<string, MemoryStorage>();
 
@@ -47,14 +72,11 @@ export function openStorage(url: string): Storage {
       return store;
     }
     case 's3':
-      throw new BulwarkError('USAGE', `S3 repositories are not supported in this version (${url})`, {
-        subject: url,
-        hint: 'use a local path (or local:/path), for example a mounted network filesystem',
-      });
+      return openS3(rest);
     default:
       throw new BulwarkError('USAGE', `unknown repository scheme ${JSON.stringify(`${scheme}:`)} in ${JSON.stringify(url)}`, {
         subject: url,
-        hint: 'supported locations are a directory path, local:/path and memory:NAME',
+        hint: 'supported locations are a directory path, local:/path, s3:https://host/bucket/prefix, s3:bucket/prefix and memory:NAME',
       });
   }
 }
