@@ -421,6 +421,26 @@ describe('prune refusing, racing another prune, and leftovers of killed backups'
     assert.deepEqual(await listNames(new LocalStorage(root), 'index'), index);
   });
 
+  it('an append-only repository opened without its token: prune and forget refuse before writing anything', async () => {
+    const root = path.join(base, `append-only-${++n}`);
+    const src = path.join(base, 'ao-src');
+    makeVariedTree(src);
+    const r = await initRepo(root, { ...SMALL, deleteToken: 'token' });
+    const s1 = await runBackup(r, { paths: [src], threads: 2 });
+    fs.rmSync(path.join(src, 'random'), { recursive: true });
+    await runBackup(await openRepo(root), { paths: [src], threads: 2 });
+    const repo = await openRepo(root);
+    assert.equal(repo.appendOnly, true);
+    const packs = await dataFiles(root);
+    const index = await listNames(new LocalStorage(root), 'index');
+    await assert.rejects(runForget(repo, {}, { ids: [s1.id] }), (err: unknown) => isBulwarkError(err, 'APPEND_ONLY'));
+    await assert.rejects(runPrune(repo, { maxUnused: { kind: 'percent', value: 0 } }), (err: unknown) => isBulwarkError(err, 'APPEND_ONLY'));
+    assert.equal((await runForget(repo, { last: 1 }, { dryRun: true })).removed.length, 1, 'a dry run still plans');
+    assert.deepEqual(await dataFiles(root), packs);
+    assert.deepEqual(await listNames(new LocalStorage(root), 'index'), index);
+    assert.equal((await listNames(new LocalStorage(root), 'snapshots')).length, 2);
+  });
+
   it('packs left unindexed by a killed backup are deleted; nothing else a snapshot needs is', async () => {
     const root = freshCopy();
     // A backup whose index write fails leaves its packs unindexed (what a kill leaves behind).

@@ -1,11 +1,13 @@
 // The one place where repository content is deleted (snapshot documents, index files, packs).
-// forget and prune go through here; an append-only repository mode will refuse deletions here.
+// forget and prune go through here, and here an append-only repository refuses them (the storage
+// wrapper in storage/append-only.ts refuses again below).
 // Lock objects are not repository content: their lifecycle stays in lock.ts.
 //
 // Also here: taking the exclusive lock politely. While other operations hold locks we only read
 // the lock list, without writing a lock of our own, so backups starting meanwhile are not turned
 // away by a lock we would have removed a moment later anyway.
 import { BulwarkError, isBulwarkError } from '../errors.js';
+import { APPEND_ONLY_HINT } from '../storage/append-only.js';
 import { isStale, Lock, lockTtlFromEnv, type LockDoc } from './lock.js';
 import { getJSON } from './objects.js';
 import { mapLimit, type Repository } from './repository.js';
@@ -19,10 +21,21 @@ export interface DeleteOptions {
 }
 
 /**
+ * Refuses (APPEND_ONLY) when this Repository may not delete: an append-only repository opened
+ * without its delete token. forget and prune call it before doing any work; deleteObjects again.
+ */
+export function assertMayDelete(repo: Repository, operation: string): void {
+  if (repo.appendOnly) {
+    throw new BulwarkError('APPEND_ONLY', `${operation} deletes from ${repo.storage.location}, which is append-only`, { subject: repo.storage.location, hint: APPEND_ONLY_HINT });
+  }
+}
+
+/**
  * Deletes objects of one kind. An object that is already gone counts as deleted (a re-run after a
  * crash). The first other failure stops further deletions and is thrown.
  */
 export async function deleteObjects(repo: Repository, kind: DeletableKind, names: readonly string[], opts: DeleteOptions = {}): Promise<number> {
+  if (names.length > 0) assertMayDelete(repo, `deleting ${kind}`);
   let deleted = 0;
   let failure: unknown;
   await mapLimit(names, opts.concurrency ?? 4, async (name) => {

@@ -11,7 +11,7 @@ import { encodeIndex, type PackBlob, type PackDescriptor } from '../pack/formats
 import { Packer } from '../pack/packer.js';
 import { listSnapshots, loadSnapshot, type Snapshot } from '../snapshot/snapshot.js';
 import { decodeTree } from '../tree/node.js';
-import { acquireExclusive, deleteObjects } from './deletion.js';
+import { acquireExclusive, assertMayDelete, deleteObjects } from './deletion.js';
 import { Lock } from './lock.js';
 import { putObject } from './objects.js';
 import { mapLimit, type Repository } from './repository.js';
@@ -186,6 +186,7 @@ export async function runPrune(repo: Repository, opts: PruneOptions = {}): Promi
   const started = Date.now();
   const maxUnused = opts.maxUnused ?? DEFAULT_MAX_UNUSED;
   const progress = opts.onProgress ?? (() => undefined);
+  if (opts.dryRun !== true) assertMayDelete(repo, 'prune');
   const shared = await Lock.acquire(repo, 'shared', 'prune');
   let sharedHeld = true;
   try {

@@ -2,7 +2,7 @@
 // The policy is applied to an unlocked listing; the deletions run under the exclusive lock, held
 // only for them (see docs/design.md, "Retention").
 import { BulwarkError } from '../errors.js';
-import { acquireExclusive, deleteObjects } from '../repo/deletion.js';
+import { acquireExclusive, assertMayDelete, deleteObjects } from '../repo/deletion.js';
 import { runPrune, type PruneOptions, type PruneResult } from '../repo/prune.js';
 import type { Repository } from '../repo/repository.js';
 import { applyPolicy, policyIsEmpty, type GroupField, type PolicyGroup, type RetentionPolicy } from './retention.js';
@@ -40,6 +40,7 @@ export async function runForget(repo: Repository, policy: RetentionPolicy, opts:
   const started = Date.now();
   const ids = opts.ids ?? [];
   const empty = policyIsEmpty(policy);
+  if (opts.dryRun !== true && (ids.length > 0 || !empty)) assertMayDelete(repo, 'forget');
   if (ids.length > 0 && !empty) {
     throw new BulwarkError('USAGE', 'give either snapshot IDs or a --keep-* policy, not both', { hint: 'bulwark forget ID... | bulwark forget --keep-daily 7 ...' });
   }
