@@ -244,8 +244,9 @@ export class S3Storage implements Storage {
       responseChecksumValidation: 'WHEN_REQUIRED',
       requestHandler: {
         connectionTimeout: opts.connectTimeoutMs,
+        // An idle timeout: a request fails when no byte has moved for this long (a big upload on
+        // a slow link may take longer in all, and must).
         socketTimeout: opts.timeoutMs,
-        requestTimeout: opts.timeoutMs,
         httpAgent: agent,
         httpsAgent: agent,
       },
