@@ -577,8 +577,13 @@ export class S3Storage implements Storage {
     }
   }
 
+  /** A private directory under the OS temp dir, removed by close() or at process exit. */
   tempDir(): string {
-    this.tmp ??= fs.mkdtempSync(path.join(os.tmpdir(), 'bulwark-s3-'));
+    if (this.tmp === undefined) {
+      const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'bulwark-s3-'));
+      this.tmp = dir;
+      process.once('exit', () => fs.rmSync(dir, { recursive: true, force: true }));
+    }
     return this.tmp;
   }
 
