@@ -62,13 +62,31 @@ async function portFree(port: number): Promise<boolean> {
   });
 }
 
-/** A port p such that p and p+1 are free (S3 and monitor). */
+/**
+ * A port p such that p and p+1 are free (S3 and monitor), below Linux's ephemeral range
+ * (32768-60999) so that no outgoing connection or port-0 listener takes it before Ceph binds it.
+ */
 async function freePortPair(): Promise<number> {
   for (let i = 0; i < 50; i++) {
-    const p = 20000 + Math.floor(Math.random() * 40000);
+    const p = 12000 + Math.floor(Math.random() * 20000);
     if ((await portFree(p)) && (await portFree(p + 1))) return p;
   }
   throw new Error('no free port pair found for Ceph');
+}
+
+/** True if an S3 server (RGW answers anonymous GET / with a bucket listing) listens on `port`. */
+async function isRgw(port: number): Promise<boolean> {
+  for (let i = 0; i < 10; i++) {
+    try {
+      const res = await fetch(`http://127.0.0.1:${port}/`, { signal: AbortSignal.timeout(3000) });
+      const body = await res.text();
+      if (body.includes('ListAllMyBucketsResult') || body.includes('<Error>')) return true;
+    } catch {
+      // not yet, or not RGW
+    }
+    await new Promise((r) => setTimeout(r, 500));
+  }
+  return false;
 }
 
 let started: Promise<Ceph> | undefined;
@@ -108,15 +126,24 @@ function stopNow(): void {
 export function startCeph(): Promise<Ceph> {
   started ??= (async () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'bulwark-ceph-'));
-    const port = await freePortPair();
+    const firstPort = await freePortPair();
     stopDir = dir;
     process.once('exit', stopNow);
-    const out = await new Promise<string>((resolve, reject) => {
-      execFile('bash', [CEPH_SCRIPT, 'start', path.join(dir, 'c'), String(port)], { timeout: 180_000 }, (err, stdout, stderr) => {
-        if (err !== null) reject(new Error(`starting Ceph failed: ${err.message}\n${stderr}`));
-        else resolve(stdout);
+    let out = '';
+    // Another process may still take the port between the check and the bind; then RGW exits and
+    // whatever took the port does not speak S3. Check it is RGW answering, else try other ports.
+    for (let attempt = 1; ; attempt++) {
+      const port = attempt === 1 ? firstPort : await freePortPair();
+      out = await new Promise<string>((resolve, reject) => {
+        execFile('bash', [CEPH_SCRIPT, 'start', path.join(dir, 'c'), String(port)], { timeout: 180_000 }, (err, stdout, stderr) => {
+          if (err !== null) reject(new Error(`starting Ceph failed: ${err.message}\n${stderr}`));
+          else resolve(stdout);
+        });
       });
-    });
+      if (await isRgw(port)) break;
+      execFileSync('bash', [CEPH_SCRIPT, 'stop', path.join(dir, 'c')], { stdio: 'ignore' });
+      if (attempt >= 3) throw new Error(`Ceph RGW did not come up on a free port (logs in ${path.join(dir, 'c', 'log')})`);
+    }
     const vars = Object.fromEntries(
       out
         .split('\n')
