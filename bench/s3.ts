@@ -15,7 +15,7 @@ import { join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { FaultProxy } from "../test/fault-proxy.js";
-import { measure, type Measurement } from "./exec.js";
+import { measure, must, type Measurement } from "./exec.js";
 
 const BULWARK = process.env["BENCH_BULWARK_MAIN"] ?? fileURLToPath(new URL("../src/cli/main.js", import.meta.url));
 const SCRIPT = resolve(fileURLToPath(new URL("../../test/ceph-s3.sh", import.meta.url)));
@@ -115,14 +115,15 @@ async function main(): Promise<void> {
       fs.rmSync(target, { recursive: true, force: true });
       if (tool === "bulwark") {
         const env = { ...baseEnv, BULWARK_REPO: `${repo}/repo` };
-        execFileSync("node", [BULWARK, "init", "--quiet"], { env });
+        // Never a synchronous child here: the proxy runs in this process.
+        await must("node", [BULWARK, "init", "--quiet"], { env });
         await counted(round, tool, "backup", "node", [BULWARK, "backup", source, "--quiet"], env);
         await counted(round, tool, "restore", "node", [BULWARK, "restore", "latest", "--target", target, "--quiet"], env);
       } else {
         const cache = join(work, "run", "restic-cache");
         fs.rmSync(cache, { recursive: true, force: true });
         const env = { ...baseEnv, RESTIC_REPOSITORY: repo, RESTIC_CACHE_DIR: cache };
-        execFileSync("restic", ["init", "--quiet"], { env });
+        await must("restic", ["init", "--quiet"], { env });
         await counted(round, tool, "backup", "restic", ["backup", source, "--quiet", "--host", "bench"], env);
         await counted(round, tool, "restore", "restic", ["restore", "latest", "--target", target, "--quiet"], env);
         fs.rmSync(cache, { recursive: true, force: true });
