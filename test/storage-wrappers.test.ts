@@ -7,11 +7,11 @@ import { describe, it } from 'node:test';
 import { BulwarkError } from '../src/errors.js';
 import { MemoryStorage } from '../src/storage/memory.js';
 import { resilient } from '../src/storage/open.js';
-import { backoffMs, RetryStorage, type RetryPolicy } from '../src/storage/retry.js';
+import { backoffMs, DEFAULT_RETRY, RetryStorage, retryPolicyFromEnv, type RetryPolicy } from '../src/storage/retry.js';
 import { resetStorageStats, storageStats } from '../src/storage/stats.js';
 import type { Handle, ObjectInfo, ObjectKind, Storage } from '../src/storage/storage.js';
 import { FaultyStorage } from '../src/storage/testkit/faulty.js';
-import { LimitStorage, TokenBucket } from '../src/storage/throttle.js';
+import { LimitStorage, limitsFromEnv, TokenBucket } from '../src/storage/throttle.js';
 import { handle, listAll, rejectsWith, storageConformance } from './storage-conformance.js';
 
 const FAST: RetryPolicy = { attempts: 5, baseMs: 1, capMs: 5 };
@@ -215,5 +215,26 @@ describe('LimitStorage', () => {
     now = 5000;
     await p;
     assert.ok(done);
+  });
+});
+
+describe('settings from the environment', () => {
+  it('limits: KiB/s as restic, connections, and refusals of nonsense', () => {
+    assert.deepEqual(limitsFromEnv({}), { concurrency: 5, uploadBps: undefined, downloadBps: undefined });
+    assert.deepEqual(limitsFromEnv({ BULWARK_LIMIT_UPLOAD: '1024', BULWARK_LIMIT_DOWNLOAD: '0.5', BULWARK_S3_CONNECTIONS: '12' }), {
+      concurrency: 12,
+      uploadBps: 1024 * 1024,
+      downloadBps: 512,
+    });
+    for (const env of [{ BULWARK_LIMIT_UPLOAD: 'fast' }, { BULWARK_LIMIT_DOWNLOAD: '-1' }, { BULWARK_S3_CONNECTIONS: '0' }]) {
+      assert.throws(() => limitsFromEnv(env), (err: unknown) => err instanceof BulwarkError && err.code === 'USAGE', JSON.stringify(env));
+    }
+  });
+
+  it('retries: BULWARK_RETRIES is the number of retries after the first attempt', () => {
+    assert.deepEqual(retryPolicyFromEnv({}), DEFAULT_RETRY);
+    assert.equal(retryPolicyFromEnv({ BULWARK_RETRIES: '0' }).attempts, 1);
+    assert.equal(retryPolicyFromEnv({ BULWARK_RETRIES: '3' }).attempts, 4);
+    assert.throws(() => retryPolicyFromEnv({ BULWARK_RETRIES: 'many' }), BulwarkError);
   });
 });
