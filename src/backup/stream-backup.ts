@@ -21,19 +21,21 @@ import type { Repository } from '../repo/repository.js';
 import { saveSnapshot, type SnapshotDoc, type SourceInfo } from '../snapshot/snapshot.js';
 import { encodeTree, type TreeNode } from '../tree/node.js';
 import { VERSION } from '../version.js';
+import { registerTempDir, releaseTempDir } from '../sources/temp-dirs.js';
 import { WorkerPool } from './worker-pool.js';
 
 /**
  * One file of a stream snapshot. `produce` writes the file's bytes to `fd` (blocking writes are
  * fine: a worker is reading the other end) and resolves once the producer has finished
  * successfully; it must reject if the output is incomplete. It must not close `fd` itself unless it
- * hands it to a child process (see `runProducer`). The value it resolves with is kept as the item's
- * metadata.
+ * hands it to a child process. When `signal` aborts (the repository side failed: disk full,
+ * storage error), the producer must stop at once (kill its child, stop writing). The value it
+ * resolves with is kept as the item's metadata.
  */
 export interface StreamItem {
   name: string;
   mode?: number;
-  produce(fd: number): Promise<Record<string, unknown> | void>;
+  produce(fd: number, signal: AbortSignal): Promise<Record<string, unknown> | void>;
 }
 
 export interface StreamBackupOptions {
@@ -85,7 +87,7 @@ async function streamLocked(repo: Repository, opts: StreamBackupOptions, lock: L
   let pool: WorkerPool | undefined;
   const packer = new Packer(repo, (n) => pool?.release(n));
   pool = new WorkerPool(repo, packer, opts.threads ?? 2);
-  const dir = fs.mkdtempSync(path.join(tmpdir(), 'bulwark-stream-'));
+  const dir = registerTempDir(fs.mkdtempSync(path.join(tmpdir(), 'bulwark-stream-')));
   const nodes: TreeNode[] = [];
   const results: StreamItemResult[] = [];
   let blobsBefore = 0;
@@ -148,11 +150,15 @@ async function streamLocked(repo: Repository, opts: StreamBackupOptions, lock: L
     const id = await saveSnapshot(repo, doc);
     return { id, snapshot: doc, items: results };
   } catch (err) {
+    // Stop the workers first, so no late result opens a new temp pack after the drain.
+    await pool.close();
     await packer.drain();
-    throw err;
+    // The repository's own failure (DISK_FULL, STORAGE_IO) is the cause, not the producer's
+    // broken pipe that followed it.
+    throw pool.error ?? err;
   } finally {
     await pool.close();
-    fs.rmSync(dir, { recursive: true, force: true });
+    releaseTempDir(dir);
   }
 }
 
@@ -185,13 +191,20 @@ async function captureItem(pool: WorkerPool, fifo: string, item: StreamItem): Pr
       await fh.close();
     }
   };
+  const abort = new AbortController();
   try {
     // The producer writes to (or hands its child) the write end; closing it is the end of stream.
-    const produced = item.produce(fh.fd).finally(close);
-    const [meta, r] = await Promise.all([produced, saved]);
+    const produced = item.produce(fh.fd, abort.signal).finally(close);
+    produced.catch(() => undefined);
+    // If the repository side fails first, the worker stops reading and the producer would block on
+    // a full pipe forever: stop the producer, then report the repository's error.
+    const r = await Promise.race([saved, produced.then(() => saved)]);
     if (r.err !== undefined) {
-      throw new BulwarkError('DUMP_FAILED', `reading the stream for ${item.name} failed: ${r.err.message}`, { subject: item.name });
+      abort.abort();
+      await produced.catch(() => undefined);
+      throw pool.error ?? new BulwarkError('DUMP_FAILED', `reading the stream for ${item.name} failed: ${r.err.message}`, { subject: item.name });
     }
+    const meta = await produced;
     return { content: r.content, size: r.size, meta: meta ?? {} };
   } finally {
     await close();

@@ -7,6 +7,7 @@ import * as path from 'node:path';
 import Database from 'better-sqlite3';
 import pg from 'pg';
 import { BulwarkError } from '../errors.js';
+import { redactUrl } from '../redact.js';
 
 export type Row = Record<string, unknown>;
 
@@ -75,8 +76,8 @@ class PostgresDriver implements SqlDriver {
 /** `sqlite:PATH` or `postgresql://user@host/db` (password from the URL or PGPASSWORD). */
 export function openDriver(url: string): SqlDriver {
   if (url.startsWith('sqlite:')) return new SqliteDriver(url.slice('sqlite:'.length));
-  if (/^postgres(ql)?:\/\//.test(url)) return new PostgresDriver(url, url.replace(/(\/\/[^:/@]*):[^@/]*@/, '$1@'));
-  throw new BulwarkError('CONFIG_INVALID', `unsupported catalog location ${url.replace(/(\/\/[^:/@]*):[^@/]*@/, '$1@')}`, {
+  if (/^postgres(ql)?:\/\//.test(url)) return new PostgresDriver(url, redactUrl(url));
+  throw new BulwarkError('CONFIG_INVALID', `unsupported catalog location ${redactUrl(url)}`, {
     subject: 'daemon.catalog',
     hint: 'use sqlite:PATH or postgresql://USER@HOST/DB',
   });

@@ -100,10 +100,12 @@ function report(err: unknown, json: boolean): number {
   return exitFor(e.code);
 }
 
+// Exiting runs the 'exit' handlers, which remove private temp directories (pipes, options files).
 process.on('SIGINT', () => {
   process.stderr.write('\ninterrupted\n');
   process.exit(Exit.INTERRUPTED);
 });
+process.on('SIGTERM', () => process.exit(143));
 
 main(process.argv.slice(2)).then(
   (code) => {

@@ -10,6 +10,7 @@ import { parse as parseYaml } from 'yaml';
 import { BulwarkError } from '../errors.js';
 import { bool, int, list, mapOf, obj, str, strList, type Check, type Problem } from './schema.js';
 import { formatDuration, parseDurationMs } from './durations.js';
+import { redactUrl } from '../redact.js';
 
 export type TierName = 'critical' | 'important' | 'normal' | 'archive';
 
@@ -90,6 +91,8 @@ export interface DaemonConfig {
 
 export interface Config {
   file: string;
+  /** Values substituted from secret-looking variables (not enumerable: never printed). */
+  readonly secrets?: readonly string[];
   repositories: Record<string, RepositoryConfig>;
   sources: Record<string, SourceConfig>;
   jobs: Record<string, JobConfig>;
@@ -166,21 +169,30 @@ const schema = obj({
   }),
 });
 
-/** Expands ${NAME} (and ${NAME:-default}) from `env` in every string; `$${` is a literal `${`. */
-export function interpolate(v: unknown, env: NodeJS.ProcessEnv, p: string, problems: Problem[]): unknown {
+const SECRET_NAME = /PASS|PWD|SECRET|TOKEN|KEY|AUTH|CRED|PRIVATE/i;
+
+/**
+ * Expands ${NAME} (and ${NAME:-default}) from `env` in every string; `$${` is a literal `${`.
+ * Values of variables whose names look secret (…PASSWORD, …TOKEN, …KEY) are collected in `secrets`
+ * so that messages, reports and records can mask them.
+ */
+export function interpolate(v: unknown, env: NodeJS.ProcessEnv, p: string, problems: Problem[], secrets: Set<string> = new Set()): unknown {
   if (typeof v === 'string') {
     return v.replace(/\$(\$?)\{([A-Za-z_][A-Za-z0-9_]*)(:-([^}]*))?\}/g, (whole, esc: string, name: string, _d: string | undefined, def: string | undefined) => {
       if (esc === '$') return whole.slice(1);
       const val = env[name];
-      if (val !== undefined && val !== '') return val;
+      if (val !== undefined) {
+        if (SECRET_NAME.test(name) && val.length >= 3) secrets.add(val);
+        return val;
+      }
       if (def !== undefined) return def;
       problems.push({ path: p, message: `refers to the environment variable ${name}, which is not set` });
       return whole;
     });
   }
-  if (Array.isArray(v)) return v.map((x, i) => interpolate(x, env, `${p}[${i}]`, problems));
+  if (Array.isArray(v)) return v.map((x, i) => interpolate(x, env, `${p}[${i}]`, problems, secrets));
   if (typeof v === 'object' && v !== null) {
-    return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, interpolate(x, env, p === '' ? k : `${p}.${k}`, problems)]));
+    return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, interpolate(x, env, p === '' ? k : `${p}.${k}`, problems, secrets)]));
   }
   return v;
 }
@@ -211,12 +223,15 @@ export function parseConfig(text: string, file: string, env: NodeJS.ProcessEnv =
     throw new BulwarkError('CONFIG_INVALID', `${file} is not valid YAML: ${(err as Error).message}`, { subject: file });
   }
   const problems: Problem[] = [];
-  const expanded = interpolate(doc ?? {}, env, '', problems);
+  const secrets = new Set<string>();
+  const expanded = interpolate(doc ?? {}, env, '', problems, secrets);
+  const fail = (): BulwarkError => configError(file, problems.map((pr) => ({ path: pr.path, message: scrub([...secrets], pr.message) })));
   const raw = schema(expanded, '', problems) as Record<string, unknown> | undefined;
-  if (raw === undefined) throw configError(file, problems);
+  if (raw === undefined) throw fail();
   // Cross-references are checked even when fields failed above, so one run lists every problem.
   const cfg = build(raw, file, problems);
-  if (problems.length > 0) throw configError(file, problems);
+  if (problems.length > 0) throw fail();
+  Object.defineProperty(cfg, 'secrets', { value: [...secrets].sort((a, b) => b.length - a.length), enumerable: false });
   return deepFreeze(cfg);
 }
 
@@ -418,6 +433,13 @@ function findCycle(jobs: Record<string, JobConfig>): string[] | undefined {
   return undefined;
 }
 
+/** Masks every known secret value in a text (longest first, so no part of one is left). */
+export function scrub(secrets: readonly string[], text: string): string {
+  let out = text;
+  for (const s of secrets) if (s !== '') out = out.split(s).join('***');
+  return out;
+}
+
 function deepFreeze<T>(o: T): T {
   if (typeof o === 'object' && o !== null) {
     for (const v of Object.values(o)) deepFreeze(v);
@@ -428,7 +450,7 @@ function deepFreeze<T>(o: T): T {
 
 /** The config for display: passwords and URL credentials replaced by "***". */
 export function redactConfig(cfg: Config): unknown {
-  const hideUrl = (u: string): string => u.replace(/(\/\/[^:/@]*):[^@/]*@/, '$1:***@');
+  const hideUrl = (u: string): string => redactUrl(u, '***');
   const out = JSON.parse(JSON.stringify(cfg)) as Record<string, Record<string, Record<string, unknown>>>;
   for (const r of Object.values(out['repositories'] ?? {})) if (r['password'] !== undefined) r['password'] = '***';
   for (const s of Object.values(out['sources'] ?? {})) if (typeof s['url'] === 'string') s['url'] = hideUrl(s['url']);

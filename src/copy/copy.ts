@@ -112,8 +112,10 @@ export async function copySnapshots(src: Repository, dst: Repository, opts: Copy
       present.add(s.id);
       if (s.original !== undefined) present.add(s.original);
     }
-    const todo = wanted.filter((s) => !present.has(s.id));
-    const result: CopyResult = { dryRun: opts.dryRun === true, copied: [], alreadyPresent: wanted.filter((s) => present.has(s.id)).map((s) => s.id), planned: todo.map((s) => s.id), durationMs: 0 };
+    // A source snapshot that is itself a copy is the same backup as its original.
+    const have = (s: Snapshot): boolean => present.has(s.id) || (s.original !== undefined && present.has(s.original));
+    const todo = wanted.filter((s) => !have(s));
+    const result: CopyResult = { dryRun: opts.dryRun === true, copied: [], alreadyPresent: wanted.filter(have).map((s) => s.id), planned: todo.map((s) => s.id), durationMs: 0 };
     if (opts.dryRun === true || todo.length === 0) {
       result.durationMs = Date.now() - started;
       return result;

@@ -175,8 +175,9 @@ export class Daemon {
       this.log(`reload refused, keeping the running config: ${(err as Error).message}`);
       return false;
     }
+    const restartOnly = (['concurrency', 'catalog'] as const).filter((k) => next.daemon[k] !== this.cfg.daemon[k]);
     this.cfg = next;
-    this.log(`config reloaded: ${Object.keys(next.jobs).length} job(s)`);
+    this.log(`config reloaded: ${Object.keys(next.jobs).length} job(s)${restartOnly.length > 0 ? `; daemon.${restartOnly.join(' and daemon.')} change(s) take effect at the next restart` : ''}`);
     return true;
   }
 

@@ -11,7 +11,7 @@ import * as path from 'node:path';
 import { runBackup } from '../backup/backup.js';
 import { runStreamBackup } from '../backup/stream-backup.js';
 import type { Catalog, RunEnd } from '../catalog/catalog.js';
-import type { Config, Hook, JobConfig, RepositoryConfig } from '../config/config.js';
+import { scrub, type Config, type Hook, type JobConfig, type RepositoryConfig } from '../config/config.js';
 import { BulwarkError, isBulwarkError } from '../errors.js';
 import { Repository } from '../repo/repository.js';
 import type { SnapshotDoc } from '../snapshot/snapshot.js';
@@ -60,22 +60,26 @@ export async function openConfiguredRepo(r: RepositoryConfig): Promise<Repositor
   return Repository.open(openStorage(r.url), pw, r.deleteTokenFile !== undefined ? { deleteToken: readTokenFile(r.deleteTokenFile) } : {});
 }
 
-/** Runs a hook command with a timeout; its environment says which job and what happened. */
+/**
+ * Runs a hook command with a timeout; its environment says which job and what happened. The hook
+ * runs in its own process group, so the timeout (or the daemon stopping) also ends whatever the
+ * hook started (a shell pipeline, a curl).
+ */
 async function runHook(h: Hook, which: string, env: Record<string, string>, signal?: AbortSignal): Promise<void> {
   const [cmd, ...args] = h.command;
-  let child: { kill(sig?: NodeJS.Signals): boolean } | undefined;
-  const timer = setTimeout(() => child?.kill('SIGKILL'), h.timeoutMs);
-  const onAbort = (): void => void child?.kill('SIGTERM');
+  const stop = new AbortController();
+  let timedOut = false;
+  const timer = setTimeout(() => {
+    timedOut = true;
+    stop.abort();
+  }, h.timeoutMs);
+  const onAbort = (): void => stop.abort();
   signal?.addEventListener('abort', onAbort);
   try {
-    await runTool(cmd!, args, {
-      env,
-      what: `${which} hook (${h.command.join(' ').slice(0, 80)})`,
-      failCode: 'HOOK_FAILED',
-      onSpawn: (c) => {
-        child = c;
-      },
-    });
+    await runTool(cmd!, args, { env, signal: stop.signal, processGroup: true, what: `${which} hook (${h.command.join(' ').slice(0, 80)})`, failCode: 'HOOK_FAILED' });
+  } catch (err) {
+    if (timedOut) throw new BulwarkError('HOOK_FAILED', `${which} hook timed out after ${h.timeoutMs} ms and was killed`, { subject: which });
+    throw err;
   } finally {
     clearTimeout(timer);
     signal?.removeEventListener('abort', onAbort);
@@ -97,7 +101,7 @@ async function backupInto(cfg: Config, job: JobConfig, repo: Repository, lockWai
   }
   if (source.type === 'command') {
     const r = await runStreamBackup(repo, {
-      items: [commandItem(source.filename, source.command)],
+      items: [commandItem(source.filename, source.command, scrub(cfg.secrets ?? [], source.command.join(' ')))],
       paths: [`/${source.filename}`],
       tags,
       lockWaitMs,
@@ -117,6 +121,7 @@ export async function runJob(cfg: Config, job: JobConfig, catalog: Catalog, ctx:
   const baseEnv = { BULWARK_JOB: job.name, BULWARK_SOURCE: job.source, BULWARK_TRIGGER: ctx.trigger };
   const outcomes: RepoOutcome[] = [];
   let primary: { repo: Repository; id: string; doc: SnapshotDoc; warnings: string[] } | undefined;
+  const opened: Repository[] = [];
   for (const repoName of job.repositories) {
     const started = now();
     const runId = await catalog.startRun({
@@ -135,6 +140,7 @@ export async function runJob(cfg: Config, job: JobConfig, catalog: Catalog, ctx:
       if (ctx.signal?.aborted === true) throw new BulwarkError('INTERRUPTED', 'the daemon is stopping; the run did not start');
       for (const h of job.hooks.before) await runHook(h, 'before', env, ctx.signal);
       const repo = await openConfiguredRepo(cfg.repositories[repoName]!);
+      opened.push(repo);
       let b: { id: string; doc: SnapshotDoc; warnings: string[] };
       const details: Record<string, unknown> = { tier: job.tier };
       if (primary === undefined) {
@@ -152,13 +158,26 @@ export async function runJob(cfg: Config, job: JobConfig, catalog: Catalog, ctx:
       outcome = { repository: repoName, runId, status, snapshotId: b.id };
       details['tags'] = b.doc.tags;
       details['paths'] = b.doc.paths;
+      // The snapshot is saved: from here on, a failure (retention, an after hook) is a warning on a
+      // successful run, not a failed backup (which would trigger retries and false RPO alarms).
+      const warnings = [...b.warnings];
       if (job.retention !== null) {
-        const kept = await applyRetention(repo, job, cfg.daemon.lockWaitMs);
-        outcome.retention = kept;
-        details['retention'] = kept;
+        try {
+          const kept = await applyRetention(repo, job, cfg.daemon.lockWaitMs);
+          outcome.retention = kept;
+          details['retention'] = kept;
+        } catch (err) {
+          warnings.push(`retention: [${isBulwarkError(err) ? err.code : 'INTERNAL'}] ${(err as Error).message}`);
+        }
       }
-      end = { status, endedAt: now(), snapshotId: b.id, warnings: b.warnings, details, ...summaryOf(b.doc) };
-      for (const h of job.hooks.after) await runHook(h, 'after', { ...env, BULWARK_STATUS: status, BULWARK_SNAPSHOT: b.id }, ctx.signal);
+      for (const h of job.hooks.after) {
+        try {
+          await runHook(h, 'after', { ...env, BULWARK_STATUS: status, BULWARK_SNAPSHOT: b.id }, ctx.signal);
+        } catch (err) {
+          warnings.push(`after hook: ${(err as Error).message}`);
+        }
+      }
+      end = { status, endedAt: now(), snapshotId: b.id, warnings, details, ...summaryOf(b.doc) };
     } catch (err) {
       const e = isBulwarkError(err) ? err : new BulwarkError('INTERNAL', err instanceof Error ? err.message : String(err));
       outcome = { repository: repoName, runId, status: 'failed', error: { code: e.code, message: e.message } };
@@ -171,11 +190,16 @@ export async function runJob(cfg: Config, job: JobConfig, catalog: Catalog, ctx:
         }
       }
     }
+    const secrets = cfg.secrets ?? [];
+    if (end.errorMessage !== undefined) end.errorMessage = scrub(secrets, end.errorMessage);
+    if (end.warnings !== undefined) end.warnings = end.warnings.map((w) => scrub(secrets, w));
+    if (outcome.error !== undefined) outcome.error.message = scrub(secrets, outcome.error.message);
     await catalog.endRun(runId, end);
     writeReport(cfg.daemon.reports, job, repoName, runId, started, end, ctx);
     log(`job=${job.name} repo=${repoName} run=${runId} status=${end.status}${end.snapshotId !== undefined ? ` snapshot=${end.snapshotId.slice(0, 8)}` : ''}${end.errorCode !== undefined ? ` error=${end.errorCode}: ${(end.errorMessage ?? '').split('\n')[0]}` : ''}`);
     outcomes.push(outcome);
   }
+  for (const r of opened) await r.storage.close().catch(() => undefined);
   const failed = outcomes.find((o) => o.status === 'failed');
   return failed === undefined ? { ok: true, repositories: outcomes } : { ok: false, error: failed.error!, repositories: outcomes };
 }

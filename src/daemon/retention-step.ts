@@ -40,7 +40,7 @@ export async function runPruneJob(cfg: Config, repoName: string, catalog: Catalo
         hint: 'set repositories.NAME.delete-token-file, or turn the prune off (daemon.prune: false)',
       });
     }
-    const r = await runPrune(repo, { maxUnused: parseMaxUnused(cfg.daemon.prune?.maxUnused ?? '5%'), lockWaitMs: cfg.daemon.lockWaitMs });
+    const r = await runPrune(repo, { maxUnused: parseMaxUnused(cfg.daemon.prune?.maxUnused ?? '5%'), lockWaitMs: cfg.daemon.lockWaitMs }).finally(() => repo.storage.close().catch(() => undefined));
     await catalog.endRun(runId, { status: 'success', endedAt: now(), details: { packs: r.packs, blobs: r.blobs, bytes: r.bytes } });
     ctx.log?.(`job=prune:${repoName} run=${runId} status=success packs deleted=${r.packs.deleted} repacked=${r.packs.repacked}`);
     return { ok: true };

@@ -14,16 +14,16 @@ export function streamFileName(name: string): string {
  * The command runs with Bulwark's environment minus its own secrets, since commands such as
  * mysqldump or pg_dump read their credentials from the environment the operator set up.
  */
-export function commandItem(name: string, argv: readonly string[]): StreamItem {
+export function commandItem(name: string, argv: readonly string[], display?: string): StreamItem {
   const [cmd, ...args] = argv;
   const env: Record<string, string> = {};
   for (const [k, v] of Object.entries(process.env)) if (v !== undefined && !k.startsWith('BULWARK_')) env[k] = v;
   return {
     name: streamFileName(name),
     mode: 0o644,
-    produce: async (fd) => {
-      await runTool(cmd!, args, { env, stdout: fd, what: `command ${cmd}`, failCode: 'DUMP_FAILED' });
-      return { command: argv.join(' ') };
+    produce: async (fd, signal) => {
+      await runTool(cmd!, args, { env, stdout: fd, signal, processGroup: true, what: `command ${cmd}`, failCode: 'DUMP_FAILED' });
+      return { command: display ?? argv.join(' ') };
     },
   };
 }
@@ -32,8 +32,8 @@ export function readableItem(name: string, stream: Readable): StreamItem {
   return {
     name: streamFileName(name),
     mode: 0o644,
-    produce: async (fd) => {
-      await writeToFd(stream, fd);
+    produce: async (fd, signal) => {
+      await writeToFd(stream, fd, signal);
     },
   };
 }

@@ -2,6 +2,7 @@
 // password is split off at once so that nothing downstream (argv, messages, snapshots) can carry
 // it; everything else is kept for the client tools.
 import { BulwarkError } from '../errors.js';
+import { redactUrl } from '../redact.js';
 
 export interface DbUrl {
   scheme: string;
@@ -16,6 +17,12 @@ export interface DbUrl {
 }
 
 export function parseDbUrl(raw: string, schemes: readonly string[]): DbUrl {
+  if (/[?&]sslpassword=/i.test(raw)) {
+    throw new BulwarkError('DB_URL_INVALID', `sslpassword in ${redactLoose(raw)} cannot be passed to the client tools safely`, {
+      subject: redactLoose(raw),
+      hint: 'use an unencrypted client key file with restricted permissions, or PGSSLKEY',
+    });
+  }
   let u: URL;
   try {
     u = new URL(raw);
@@ -30,10 +37,14 @@ export function parseDbUrl(raw: string, schemes: readonly string[]): DbUrl {
   }
   const port = u.port === '' ? undefined : Number(u.port);
   const path = decodeURIComponent(u.pathname.replace(/^\//, ''));
-  const password = u.password === '' ? undefined : decodeURIComponent(u.password);
+  // libpq also takes the password as a query parameter: take it out of what goes to argv.
+  const queryPassword = u.searchParams.get('password');
+  u.searchParams.delete('password');
+  const password = u.password !== '' ? decodeURIComponent(u.password) : queryPassword !== null && queryPassword !== '' ? queryPassword : undefined;
   const user = u.username === '' ? undefined : decodeURIComponent(u.username);
   const r = new URL(raw);
   r.password = '';
+  r.searchParams.delete('password');
   return {
     scheme: u.protocol,
     host: decodeURIComponent(u.hostname).replace(/^\[(.*)\]$/, '$1'),
@@ -42,11 +53,11 @@ export function parseDbUrl(raw: string, schemes: readonly string[]): DbUrl {
     password,
     database: path === '' ? undefined : path,
     params: u.searchParams,
-    redacted: r.toString(),
+    redacted: redactUrl(r.toString()),
   };
 }
 
 /** Best-effort password removal for strings that do not even parse as URLs. */
 export function redactLoose(raw: string): string {
-  return raw.replace(/\/\/([^:/@]*):[^@/]*@/, '//$1@');
+  return redactUrl(raw);
 }

@@ -22,6 +22,12 @@ export function classifyMysql(stderr: string): ErrorCode | undefined {
   return undefined;
 }
 
+/** `<db>.sql`; a database named "globals" is encoded so it cannot collide with globals.sql. */
+function dbFile(name: string): string {
+  const f = `${safeFileName(name)}.sql`;
+  return f === 'globals.sql' ? '%67lobals.sql' : f;
+}
+
 interface DbInfo {
   name: string;
   charset: string;
@@ -134,8 +140,8 @@ export const mysql: DbEngine = {
       }
       return d;
     });
-    const run = (args: string[], fd: number, what: string): Promise<unknown> =>
-      conn.withOptions((cnf) => runTool(dumper, [`--defaults-extra-file=${cnf}`, ...args], { stdout: fd, what, classify: classifyMysql, install: INSTALL }));
+    const run = (args: string[], fd: number, what: string, signal: AbortSignal): Promise<unknown> =>
+      conn.withOptions((cnf) => runTool(dumper, [`--defaults-extra-file=${cnf}`, ...args], { stdout: fd, signal, what, classify: classifyMysql, install: INSTALL }));
     const items: BackupPlan['items'] = [];
     const warnings: string[] = [];
     // Users and grants need read access to mysql.user; an account limited to its own databases
@@ -146,14 +152,14 @@ export const mysql: DbEngine = {
     );
     if (mariadb && !canReadUsers) warnings.push('users and grants were not dumped: this account cannot read mysql.user');
     if (mariadb && canReadUsers) {
-      items.push({ name: 'globals.sql', produce: async (fd) => void (await run(['--system=users', '--insert-ignore', '--skip-dump-date'], fd, 'mariadb-dump --system=users')) });
+      items.push({ name: 'globals.sql', produce: async (fd, signal) => void (await run(['--system=users', '--insert-ignore', '--skip-dump-date'], fd, 'mariadb-dump --system=users', signal)) });
     }
     for (const d of dbs) {
       const args = ['--single-transaction', '--routines', '--triggers', '--events', '--hex-blob', '--default-character-set=utf8mb4', '--skip-dump-date', '--max-allowed-packet=1G'];
       if (opts.schemaOnly) args.push('--no-data');
       for (const t of opts.excludeTables) args.push(`--ignore-table=${t.includes('.') ? t : `${d.name}.${t}`}`);
       args.push('--', d.name);
-      items.push({ name: `${safeFileName(d.name)}.sql`, produce: async (fd) => void (await run(args, fd, `dump of database ${d.name}`)) });
+      items.push({ name: dbFile(d.name), produce: async (fd, signal) => void (await run(args, fd, `dump of database ${d.name}`, signal)) });
     }
     return {
       items,
@@ -166,7 +172,7 @@ export const mysql: DbEngine = {
         serverVersion: info.version,
         items: results.map((r) => {
           if (r.name === 'globals.sql') return { file: r.name, kind: 'globals', format: 'sql', size: r.size };
-          const d = dbs.find((x) => `${safeFileName(x.name)}.sql` === r.name)!;
+          const d = dbs.find((x) => dbFile(x.name) === r.name)!;
           return { file: r.name, kind: 'database', database: d.name, format: 'sql', size: r.size, meta: { charset: d.charset, collation: d.collation } };
         }),
         details: { flavor: mariadb ? 'mariadb' : 'mysql', schemaOnly: opts.schemaOnly, excludeTables: opts.excludeTables, ...(warnings.length > 0 ? { warnings } : {}) },

@@ -127,8 +127,8 @@ export const postgres: DbEngine = {
     const globalsArgs = ['--globals-only', '--no-sync', ...(info.superuser ? [] : ['--no-role-passwords']), '-d', conn.uri(conn.maintenanceDb)];
     items.push({
       name: 'globals.sql',
-      produce: async (fd) => {
-        await runTool('pg_dumpall', globalsArgs, { env: conn.env(), stdout: fd, what: 'pg_dumpall --globals-only', classify: classifyPg, install: INSTALL });
+      produce: async (fd, signal) => {
+        await runTool('pg_dumpall', globalsArgs, { env: conn.env(), stdout: fd, signal, what: 'pg_dumpall --globals-only', classify: classifyPg, install: INSTALL });
       },
     });
     for (const d of dbs) {
@@ -137,8 +137,8 @@ export const postgres: DbEngine = {
       if (opts.schemaOnly) args.push('--schema-only');
       items.push({
         name: `${safeFileName(d.name)}.pgdump`,
-        produce: async (fd) => {
-          await runTool('pg_dump', args, { env: conn.env(), stdout: fd, what: `pg_dump of database ${d.name}`, classify: classifyPg, install: INSTALL });
+        produce: async (fd, signal) => {
+          await runTool('pg_dump', args, { env: conn.env(), stdout: fd, signal, what: `pg_dump of database ${d.name}`, classify: classifyPg, install: INSTALL });
         },
       });
     }

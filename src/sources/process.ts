@@ -9,6 +9,7 @@ import * as path from 'node:path';
 import { Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { BulwarkError, type ErrorCode } from '../errors.js';
+import { registerTempDir, releaseTempDir } from './temp-dirs.js';
 
 const STDERR_KEEP = 64 * 1024;
 
@@ -29,11 +30,35 @@ export interface ToolOptions {
   install?: string;
   /** Called with the running child (lets callers kill it when the consumer side fails). */
   onSpawn?: (child: ChildProcess) => void;
+  /** Kills the child (its whole process group with `processGroup`) when aborted. */
+  signal?: AbortSignal;
+  /** Run the child in its own process group, so a kill also reaches what it started (hooks). */
+  processGroup?: boolean;
 }
 
 export interface ToolResult {
   stdout: string;
   stderr: string;
+}
+
+/** Kills a child, or its whole process group; then SIGKILL if it is still there after 2 s. */
+export function killChild(child: ChildProcess, group: boolean, sig: NodeJS.Signals): void {
+  const send = (s: NodeJS.Signals): void => {
+    try {
+      if (group && child.pid !== undefined) process.kill(-child.pid, s);
+      else child.kill(s);
+    } catch {
+      // already gone
+    }
+  };
+  send(sig);
+  const t = setTimeout(() => {
+    if (child.exitCode === null && child.signalCode === null) send('SIGKILL');
+    // A group member may still hold our stdio open: stop waiting for it.
+    child.stdout?.destroy();
+    child.stderr?.destroy();
+  }, 2000);
+  t.unref();
 }
 
 /** The environment every tool gets: enough to find binaries and read text, nothing secret. */
@@ -55,12 +80,16 @@ export function runTool(cmd: string, args: readonly string[], opts: ToolOptions)
       child = spawn(cmd, args, {
         env: { ...baseEnv(), ...opts.env },
         stdio: [opts.input === undefined ? 'ignore' : 'pipe', stdoutMode === 'capture' ? 'pipe' : stdoutMode, 'pipe'],
+        detached: opts.processGroup === true,
       });
     } catch (err) {
       reject(spawnError(cmd, err, opts));
       return;
     }
     opts.onSpawn?.(child);
+    const kill = (): void => killChild(child, opts.processGroup === true, 'SIGTERM');
+    if (opts.signal?.aborted === true) kill();
+    opts.signal?.addEventListener('abort', kill, { once: true });
     let stderr = '';
     let out = '';
     child.stderr?.setEncoding('utf8');
@@ -88,6 +117,7 @@ export function runTool(cmd: string, args: readonly string[], opts: ToolOptions)
       spawnFailed = err;
     });
     child.on('close', (code, signal) => {
+      opts.signal?.removeEventListener('abort', kill);
       if (spawnFailed !== undefined) {
         reject(spawnError(cmd, spawnFailed, opts));
         return;
@@ -180,7 +210,7 @@ export function findTool(names: readonly string[]): string | undefined {
 export class SecretDir {
   readonly dir: string;
   constructor() {
-    this.dir = fs.mkdtempSync(path.join(tmpdir(), 'bulwark-secret-'));
+    this.dir = registerTempDir(fs.mkdtempSync(path.join(tmpdir(), 'bulwark-secret-')));
     fs.chmodSync(this.dir, 0o700);
   }
 
@@ -196,18 +226,18 @@ export class SecretDir {
   }
 
   dispose(): void {
-    fs.rmSync(this.dir, { recursive: true, force: true });
+    releaseTempDir(this.dir);
   }
 }
 
 /** Writes an async byte stream to a blocking file descriptor (a capture pipe) without closing it. */
-export async function writeToFd(src: AsyncIterable<Uint8Array>, fd: number): Promise<void> {
+export async function writeToFd(src: AsyncIterable<Uint8Array>, fd: number, signal?: AbortSignal): Promise<void> {
   const sink = new Writable({
     write(chunk: Buffer, _enc, cb) {
       writeAll(fd, chunk).then(() => cb(), cb);
     },
   });
-  await pipeline(src, sink);
+  await pipeline(src, sink, ...(signal !== undefined ? [{ signal }] : []));
 }
 
 async function writeAll(fd: number, buf: Buffer): Promise<void> {

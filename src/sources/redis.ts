@@ -46,9 +46,9 @@ export const redis: DbEngine = {
       items: [
         {
           name: RDB_FILE,
-          produce: async (fd) => {
+          produce: async (fd, signal) => {
             const rdb = await openRdbStream(target);
-            await writeToFd(rdb.stream, fd);
+            await writeToFd(rdb.stream, fd, signal);
             return { replId: rdb.replId, offset: rdb.offset, serverVersion: rdb.serverVersion, ...(rdb.rdbSize !== undefined ? { rdbSize: rdb.rdbSize } : {}) };
           },
         },

@@ -26,6 +26,7 @@ export const daemon: Command = {
         );
       };
       process.removeAllListeners('SIGINT');
+      process.removeAllListeners('SIGTERM');
       process.on('SIGINT', () => stop('SIGINT'));
       process.on('SIGTERM', () => stop('SIGTERM'));
       process.on('SIGHUP', () => d.reload());

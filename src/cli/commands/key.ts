@@ -1,6 +1,7 @@
 // bulwark key list|add|remove|passwd: manage the passwords (key slots) that open the repository.
 // The new password comes from --new-password-file or BULWARK_NEW_PASSWORD, never from argv.
 import { BulwarkError } from '../../errors.js';
+import { APPEND_ONLY_HINT } from '../../storage/append-only.js';
 import { listSlots, removeSlot } from '../../repo/key-slots.js';
 import { kdfFromEnv } from '../kdf.js';
 import { str, type Command } from '../command.js';
@@ -17,6 +18,13 @@ export const key: Command = {
     }
     if (sub === 'remove' && arg === undefined) throw new BulwarkError('USAGE', 'key remove needs a key ID', { hint: this.usage });
     const repo = await ctx.openRepo();
+    if (repo.appendOnly && (sub === 'remove' || sub === 'passwd')) {
+      // passwd adds a key and removes the old one: refuse before adding anything.
+      throw new BulwarkError('APPEND_ONLY', `key ${sub} removes a key, which this append-only repository refuses without its delete token`, {
+        subject: repo.storage.location,
+        hint: APPEND_ONLY_HINT,
+      });
+    }
     const newPassword = (): string => ctx.newPassword(str(values, 'new-password-file'));
     switch (sub) {
       case 'list': {

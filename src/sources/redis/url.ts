@@ -1,6 +1,7 @@
 // Redis connection URLs: redis://[user[:password]@]host[:port][/db]. Parsing is strict because a
 // typo here would otherwise surface later as a confusing connection error; every error and every
 // log line shows the URL through redactRedisUrl so the password never leaves this module.
+import { redactUrl } from '../../redact.js';
 import { BulwarkError } from '../../errors.js';
 
 export interface RedisTarget {
@@ -17,14 +18,7 @@ const HINT = 'use redis://[user[:password]@]host[:port][/db], e.g. redis://:secr
 
 /** The URL with any password removed (user names are kept: they help to diagnose ACL errors). */
 export function redactRedisUrl(url: string): string {
-  try {
-    const u = new URL(url);
-    if (u.password !== '') u.password = '';
-    return u.toString();
-  } catch {
-    // Unparseable: strip everything between the scheme and the last '@' that follows a ':'.
-    return url.replace(/^([a-z][a-z0-9+.-]*:\/\/)([^@/]*?):[^@/]*@/i, '$1$2@');
-  }
+  return redactUrl(url);
 }
 
 function invalid(url: string, why: string): BulwarkError {
