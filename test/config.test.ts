@@ -111,4 +111,40 @@ describe('config', () => {
     const example = await runOk(['config', 'validate', '--config', path.join(process.cwd(), 'examples', 'aquastream.yaml')], { BULWARK_PASSWORD: 'pw-local-x1', BULWARK_ARCHIVE_PASSWORD: 'pw-archive-x2', PG_PASSWORD: 'pw-pg-x3' });
     assert.match(example.stdout, /postgres-6h: postgres -> local, schedule "0 \*\/6 \* \* \*" \(Europe\/Moscow\), tier critical/);
   });
+
+  test('secrets from the environment never reach snapshots, reports, the catalog or config errors', async () => {
+    const dir = tmpdir('bulwark-secret-cfg-');
+    const file = path.join(dir, 'bulwark.yaml');
+    const token = 'tok-ab/cd@ef-9f8e7d';
+    fs.writeFileSync(
+      file,
+      `repositories:
+  r: { url: ./repo, password: "\${REPO_PASSWORD}" }
+sources:
+  c: { type: command, command: "echo \${API_TOKEN} | wc -c", filename: n.txt }
+jobs:
+  c: { source: c, repository: r, retention: false, hooks: { after: "false \${API_TOKEN}" } }
+`,
+    );
+    const env = { REPO_PASSWORD: 'repo-secret-pw', API_TOKEN: token };
+    await runOk(['init'], { BULWARK_REPO: path.join(dir, 'repo'), BULWARK_PASSWORD: 'repo-secret-pw' });
+    const run = await runOk(['run', 'c', '--config', file, '--json'], env);
+    assert.ok(!run.stdout.includes(token));
+    const snaps = await runOk(['snapshots', '--json'], { BULWARK_REPO: path.join(dir, 'repo'), BULWARK_PASSWORD: 'repo-secret-pw' });
+    assert.ok(!snaps.stdout.includes(token), 'token stored in the snapshot');
+    const runs = await runOk(['runs', '--config', file, '--json'], env);
+    assert.ok(!runs.stdout.includes(token), 'token in the catalog');
+    const rows = JSON.parse(runs.stdout) as Array<{ status: string; warnings: string[] }>;
+    assert.equal(rows[0]?.status, 'success', 'an after-hook failure is a warning on a saved snapshot');
+    assert.match(rows[0]?.warnings[0] ?? '', /after hook/);
+    const reports = fs.readdirSync(path.join(dir, '.bulwark', 'reports', 'c'));
+    for (const f of reports) assert.ok(!fs.readFileSync(path.join(dir, '.bulwark', 'reports', 'c', f), 'utf8').includes(token), `token in report ${f}`);
+    try {
+      parseConfig('repositories: { r: { url: /r, password: x } }\nsources: { s: { type: files, paths: [/], schema-only: "${DB_PASSWORD}" } }\njobs: {}\n', 'x.yaml', { DB_PASSWORD: 'hunter2-secret' });
+      assert.fail('accepted');
+    } catch (err) {
+      assert.ok(isBulwarkError(err, 'CONFIG_INVALID'));
+      assert.ok(!err.message.includes('hunter2-secret'), err.message);
+    }
+  });
 });

@@ -44,4 +44,26 @@ describe('backup --stdin-from-command', () => {
     assert.equal(await count(), n);
     await runOk(['check', '--read-data'], env);
   });
+
+  test('a full repository disk stops the command and reports DISK_FULL (no hang)', { skip: process.getuid?.() !== 0 ? 'needs root to mount a small tmpfs' : false }, async () => {
+    const { execFileSync } = await import('node:child_process');
+    const mnt = path.join(dir, 'small');
+    const fs = await import('node:fs');
+    fs.mkdirSync(mnt);
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=24m', 'tmpfs', mnt]);
+    try {
+      const small = { BULWARK_REPO: path.join(mnt, 'repo'), BULWARK_PASSWORD: 'small-pw' };
+      await runOk(['init'], small);
+      const started = Date.now();
+      const r = await runCli(['backup', '--stdin-from-command', '--json', '--', 'head', '-c', '200000000', '/dev/urandom'], small, { timeoutMs: 60_000 });
+      assert.equal(r.code, 1, r.stderr);
+      assert.equal(jsonError(r).code, 'DISK_FULL');
+      assert.ok(Date.now() - started < 30_000, 'took too long to fail');
+      assert.equal((JSON.parse((await runOk(['snapshots', '--json'], small)).stdout) as unknown[]).length, 0);
+      const tmp = path.join(mnt, 'repo', 'tmp');
+      assert.deepEqual(fs.existsSync(tmp) ? fs.readdirSync(tmp) : [], [], 'temp pack files left behind');
+    } finally {
+      execFileSync('umount', [mnt]);
+    }
+  });
 });
