@@ -270,11 +270,14 @@ async function execute(repo: Repository, plan: RestorePlan, opts: RestoreOptions
   const threads = opts.threads ?? Math.max(1, availableParallelism());
   const pool = new Pool(repo, threads);
   let written = 0;
-  const buffers = new SliceBuffers(2 * threads);
+  // One slice per worker being decoded plus one read ahead: a slice takes far longer to decode and
+  // write than to read, and every slice in flight holds its buffer (about 5 MiB).
+  const maxInflight = threads + 1;
+  const buffers = new SliceBuffers(maxInflight);
   try {
     const inflight = new Set<Promise<void>>();
     for (const pack of lay.byPack.keys()) {
-      while (inflight.size >= 2 * threads) await Promise.race(inflight);
+      while (inflight.size >= maxInflight) await Promise.race(inflight);
       const p = runPack(repo, pool, buffers, pack, plan, lay).then(
         (d) => {
           written += d.bytes;
