@@ -180,10 +180,12 @@ export async function planRestore(repo: Repository, rootTree: string, opts: Plan
     return s;
   };
   const walk = async (treeId: string, dir: string, dirTarget: string, inherited: boolean, chain: Array<[string, string, TreeNode]>): Promise<void> => {
+    // One flat "dir/" string per directory: each entry's target is then a single rope node.
+    const dirSlash = flat(`${dirTarget}/`);
     await walkTree(repo, treeId, dir, async (source, node) => {
       if (!exclude.empty && exclude.excluded(source)) return false;
       const inc = inherited || include.empty || include.excluded(source);
-      const target = node.type === 'dir' ? flat(`${dirTarget}/${node.name}`) : `${dirTarget}/${node.name}`;
+      const target = node.type === 'dir' ? flat(dirSlash + node.name) : dirSlash + node.name;
       if (inc) {
         for (const [s, t, n] of chain) {
           if (added.has(s)) continue;

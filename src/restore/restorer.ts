@@ -91,12 +91,12 @@ class Pool {
 }
 
 /**
- * Restore work is cut into slices: the blobs of one pack whose offsets fall in the same 4 MiB window.
+ * Restore work is cut into slices: the blobs of one pack whose offsets fall in the same 2 MiB window.
  * A slice is read with one ranged read and decoded by one worker, so each task holds at most a few
  * MiB however large packs are. For each slice: the files that need something from it; and the
  * files whose blobs span several slices (created up front, finished after all slices).
  */
-const SLICE = 4 * 1024 * 1024;
+const SLICE = 2 * 1024 * 1024;
 const SLICES_PER_PACK = 256;
 
 function sliceOf(pack: number, offset: number): number {
