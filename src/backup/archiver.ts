@@ -62,6 +62,11 @@ export function buildTrie(paths: readonly string[]): PathTrie {
   return root;
 }
 
+/** A walked entry: its finished node, or a promise of it (null: skipped). */
+interface Entry {
+  done: Promise<TreeNode | null> | TreeNode | null;
+}
+
 export class Archiver {
   readonly warnings: Warning[] = [];
   readonly progress: Progress = { files: 0, dirs: 0, bytes: 0, errors: 0, current: '' };
@@ -114,7 +119,7 @@ export class Archiver {
 
   private async trieWalk(trie: PathTrie, abs: string, parentTree: string | undefined): Promise<{ done: Promise<string> }> {
     const parent = await this.parentNodes(parentTree);
-    const pending: Array<Promise<TreeNode | null>> = [];
+    const pending: Array<Promise<TreeNode | null> | TreeNode | null> = [];
     for (const [name, child] of [...trie.children].sort(([a], [b]) => (a < b ? -1 : 1))) {
       const p = abs === '/' ? `/${name}` : `${abs}/${name}`;
       const prev = parent?.get(name);
@@ -142,14 +147,14 @@ export class Archiver {
    * finished node, which settles once the entry's file contents (and, for a directory, everything
    * below it) have been handed over. Null means the entry is skipped.
    */
-  private async entry(p: string, name: string, prev: TreeNode | undefined): Promise<{ done: Promise<TreeNode | null> }> {
+  private entry(p: string, name: string, prev: TreeNode | undefined): Entry | Promise<Entry> {
     let node: TreeNode;
     let size: number;
     try {
       ({ node, size } = statNode(p, name));
     } catch (err) {
       this.warn(p, sysCode(err) ?? 'EIO', err instanceof Error ? err.message : String(err));
-      return { done: Promise.resolve(null) };
+      return { done: null };
     }
     switch (node.type) {
       case 'dir':
@@ -161,13 +166,13 @@ export class Archiver {
           node.target = fs.readlinkSync(p);
         } catch (err) {
           this.warn(p, sysCode(err) ?? 'EIO', err instanceof Error ? err.message : String(err));
-          return { done: Promise.resolve(null) };
+          return { done: null };
         }
         this.progress.files++;
-        return { done: Promise.resolve(node) };
+        return { done: node };
       default:
         this.progress.files++;
-        return { done: Promise.resolve(node) };
+        return { done: node };
     }
   }
 
@@ -177,17 +182,24 @@ export class Archiver {
     return prev.content.every((h) => this.repo.index.hasHex(h));
   }
 
-  /** Resolves once the file is queued; the returned promise settles when its chunks are handed over. */
-  private async file(p: string, node: TreeNode, size: number, prev: TreeNode | undefined): Promise<{ done: Promise<TreeNode | null> }> {
+  /**
+   * Queues a changed file (waiting only when the queue is full); its `done` settles when its chunks
+   * are handed over. An unchanged file is finished at once, without a promise.
+   */
+  private file(p: string, node: TreeNode, size: number, prev: TreeNode | undefined): Entry | Promise<Entry> {
     if (this.unchanged(prev, node, size)) {
       node.size = prev!.size!;
       node.content = prev!.content!;
       this.stats.filesUnmodified++;
       this.progress.files++;
       this.progress.bytes += node.size;
-      return { done: Promise.resolve(node) };
+      return { done: node };
     }
-    if (!this.pool.tryAcquire()) await this.pool.acquire();
+    if (this.pool.tryAcquire()) return this.queue(p, node, prev);
+    return this.pool.acquire().then(() => this.queue(p, node, prev));
+  }
+
+  private queue(p: string, node: TreeNode, prev: TreeNode | undefined): Entry {
     this.progress.current = p;
     const done = this.pool.save(p).then((r) => {
       if (r.err !== undefined) {
@@ -213,11 +225,13 @@ export class Archiver {
     } catch (err) {
       this.warn(p, sysCode(err) ?? 'EIO', err instanceof Error ? err.message : String(err));
     }
-    const pending: Array<Promise<TreeNode | null>> = [];
+    const pending: Array<Promise<TreeNode | null> | TreeNode | null> = [];
     for (const name of names) {
       const child = p === '/' ? `/${name}` : `${p}/${name}`;
       if (!this.excluder.empty && this.excluder.excluded(child)) continue;
-      pending.push((await this.entry(child, name, parent?.get(name))).done);
+      let e = this.entry(child, name, parent?.get(name));
+      if (e instanceof Promise) e = await e;
+      pending.push(e.done);
     }
     const done = Promise.all(pending).then(async (all) => {
       const nodes = all.filter((n): n is TreeNode => n !== null);

@@ -44,7 +44,7 @@ export class WorkerPool {
     private readonly repo: Repository,
     private readonly packer: Packer,
     private readonly threads = Math.max(1, availableParallelism()),
-    private readonly maxQueued = 1024,
+    private readonly maxQueued = 256,
   ) {}
 
   /** Workers start with the first file to read, so a backup with nothing changed starts none. */

@@ -14,7 +14,7 @@ import { Exit, exitFor } from './exit-codes.js';
 // V8's default 16 MiB semi-spaces would grow the resident set for no speed gain here.
 setFlagsFromString('--max-semi-space-size=1');
 setFlagsFromString('--optimize-for-size');
-// Restore creates files with many opens in flight; libuv's default of 4 pool threads is too few
+// Restore creates directories with many mkdir calls in flight; libuv's default of 4 pool threads is too few
 // on filesystems where creating a file takes hundreds of microseconds.
 process.env['UV_THREADPOOL_SIZE'] ??= '16';
 

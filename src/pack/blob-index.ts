@@ -213,6 +213,27 @@ export class BlobIndex {
     return { pack: this.pack[entry]!, offset: this.offset[entry]!, stored: this.stored[entry]!, raw: this.raw[entry]! };
   }
 
+  packOf(entry: number): number {
+    return this.pack[entry]!;
+  }
+
+  offsetOf(entry: number): number {
+    return this.offset[entry]!;
+  }
+
+  storedOf(entry: number): number {
+    return this.stored[entry]!;
+  }
+
+  rawOf(entry: number): number {
+    return this.raw[entry]!;
+  }
+
+  /** Copies the ID of `entry` into `dst` at `at` (no allocation). */
+  copyId(entry: number, dst: Uint8Array, at: number): void {
+    dst.set(this.ids.subarray(entry * ID_LEN, (entry + 1) * ID_LEN), at);
+  }
+
   idAt(entry: number): Buffer {
     return Buffer.from(this.ids.subarray(entry * ID_LEN, (entry + 1) * ID_LEN));
   }

@@ -35,11 +35,16 @@ function tempFileError(err: unknown, file: string): BulwarkError {
   return new BulwarkError('STORAGE_IO', `cannot write pack file ${file}: ${err instanceof Error ? err.message : String(err)}`, { subject: file, cause: err });
 }
 
+/** Small blobs are gathered into writes of this size (one syscall and hash update per batch). */
+const STAGE_BYTES = 1024 * 1024;
+
 class OpenPack {
   blobs: PackBlob[] = [];
   size = 0;
   readonly hash: Hash = createHash('sha256');
   readonly fd: number;
+  private stage: Buffer | undefined;
+  private staged = 0;
   constructor(
     readonly type: BlobTypeCode,
     readonly file: string,
@@ -52,6 +57,27 @@ class OpenPack {
   }
 
   append(data: Uint8Array): void {
+    if (data.length < STAGE_BYTES / 4) {
+      if (this.staged + data.length > STAGE_BYTES) this.flush();
+      this.stage ??= Buffer.allocUnsafe(STAGE_BYTES);
+      this.stage.set(data, this.staged);
+      this.staged += data.length;
+    } else {
+      this.flush();
+      this.write(data);
+    }
+    this.size += data.length;
+  }
+
+  /** Writes out staged bytes; call before the file is closed or published. */
+  flush(): void {
+    if (this.staged === 0) return;
+    const n = this.staged;
+    this.staged = 0;
+    this.write(this.stage!.subarray(0, n));
+  }
+
+  private write(data: Uint8Array): void {
     let off = 0;
     try {
       while (off < data.length) off += fs.writeSync(this.fd, data, off, data.length - off);
@@ -59,7 +85,6 @@ class OpenPack {
       throw tempFileError(err, this.file);
     }
     this.hash.update(data);
-    this.size += data.length;
   }
 }
 
@@ -150,6 +175,7 @@ export class Packer {
     delete this.open[type];
     try {
       p.append(encodeTrailer(this.repo.keys.enc, type, p.blobs));
+      p.flush();
     } catch (err) {
       fs.rmSync(p.file, { force: true });
       throw err;

@@ -12,8 +12,9 @@ import { BulwarkError } from '../errors.js';
 import { Lock } from '../repo/lock.js';
 import { mapLimit, type Repository } from '../repo/repository.js';
 import type { Snapshot } from '../snapshot/snapshot.js';
-import type { PackFile, PackTask, RestoreInit, TaskDone, VerifyTask } from '../worker/restore-protocol.js';
-import { planRestore, type PlannedItem, type RestorePlan } from './plan.js';
+import { FILE_FIELDS, type PackTask, type RestoreInit, type TaskDone, type VerifyTask } from '../worker/restore-protocol.js';
+import { ID_LEN } from '../pack/blob-index.js';
+import { planRestore, type FileList, type PlannedItem, type RestorePlan } from './plan.js';
 
 export interface RestoreOptions {
   target: string;
@@ -90,12 +91,12 @@ class Pool {
 }
 
 /**
- * Restore work is cut into slices: the blobs of one pack whose offsets fall in the same 4 MiB window.
+ * Restore work is cut into slices: the blobs of one pack whose offsets fall in the same 2 MiB window.
  * A slice is read with one ranged read and decoded by one worker, so each task holds at most a few
  * MiB however large packs are. For each slice: the files that need something from it; and the
  * files whose blobs span several slices (created up front, finished after all slices).
  */
-const SLICE = 4 * 1024 * 1024;
+const SLICE = 2 * 1024 * 1024;
 const SLICES_PER_PACK = 256;
 
 function sliceOf(pack: number, offset: number): number {
@@ -107,55 +108,71 @@ interface Layout {
   spanning: Set<number>;
 }
 
-function layout(repo: Repository, files: PlannedItem[]): Layout {
+function layout(repo: Repository, files: FileList): Layout {
   const byPack = new Map<number, number[]>();
   const spanning = new Set<number>();
-  files.forEach((f, fi) => {
+  const idx = repo.index;
+  for (let fi = 0; fi < files.count; fi++) {
     let firstPack = -1;
-    for (const e of f.blobs ?? []) {
-      const loc = repo.index.location(e);
-      const pack = sliceOf(loc.pack, loc.offset);
+    for (const e of files.blobsOf(fi)) {
+      const pack = sliceOf(idx.packOf(e), idx.offsetOf(e));
       if (firstPack === -1) firstPack = pack;
       else if (pack !== firstPack) spanning.add(fi);
       let list = byPack.get(pack);
       if (list === undefined) byPack.set(pack, (list = []));
       if (list[list.length - 1] !== fi) list.push(fi);
     }
-  });
+  }
   return { byPack, spanning };
 }
 
-/** The task for one pack: its needed blobs (each once) and, per file, what to write where. */
-function packTask(repo: Repository, pack: number, plan: RestorePlan, lay: Layout): { task: Omit<PackTask, 'task' | 'data' | 'base'>; lo: number; hi: number } {
-  const blobIndex = new Map<number, number>();
-  const blobs: PackTask['blobs'] = [];
-  const files: PackFile[] = [];
+type SliceTask = Omit<PackTask, 'task' | 'data' | 'base'>;
+
+/** The task for one slice: its needed blobs (each once) and, per file, what to write where. */
+function packTask(repo: Repository, pack: number, plan: RestorePlan, lay: Layout): { task: SliceTask; lo: number; hi: number } {
+  const idx = repo.index;
+  const files = plan.files;
+  const list = lay.byPack.get(pack) ?? [];
+  const blobNo = new Map<number, number>();
+  const entries: number[] = [];
+  const fileNums = new Float64Array(list.length * FILE_FIELDS);
+  const writes: number[] = [];
+  const paths: string[] = [];
   let lo = Infinity;
   let hi = 0;
-  for (const fi of lay.byPack.get(pack) ?? []) {
-    const f = plan.files[fi]!;
+  list.forEach((fi, k) => {
     const whole = !lay.spanning.has(fi);
-    const pf: PackFile = { path: f.target, size: f.size, whole, writes: [] };
-    if (whole) pf.meta = { mode: f.mode, uid: f.uid, gid: f.gid, mtime: f.mtime };
     let off = 0;
-    for (const e of f.blobs ?? []) {
-      const loc = repo.index.location(e);
-      if (sliceOf(loc.pack, loc.offset) === pack) {
-        let bi = blobIndex.get(e);
+    let n = 0;
+    for (const e of files.blobsOf(fi)) {
+      const offset = idx.offsetOf(e);
+      if (sliceOf(idx.packOf(e), offset) === pack) {
+        let bi = blobNo.get(e);
         if (bi === undefined) {
-          bi = blobs.length;
-          blobIndex.set(e, bi);
-          blobs.push({ offset: loc.offset, stored: loc.stored, raw: loc.raw, id: repo.index.idAt(e) });
-          lo = Math.min(lo, loc.offset);
-          hi = Math.max(hi, loc.offset + loc.stored);
+          bi = entries.length;
+          blobNo.set(e, bi);
+          entries.push(e);
+          lo = Math.min(lo, offset);
+          hi = Math.max(hi, offset + idx.storedOf(e));
         }
-        pf.writes.push([bi, off]);
+        writes.push(bi, off);
+        n++;
       }
-      off += loc.raw;
+      off += idx.rawOf(e);
     }
-    files.push(pf);
-  }
-  return { task: { t: 'pack', pack: repo.index.packs.hex(Math.floor(pack / SLICES_PER_PACK)), blobs, files }, lo, hi };
+    paths.push(files.targets[fi]!);
+    fileNums.set([whole ? 1 : 0, files.size[fi]!, files.mode[fi]!, files.uid[fi]!, files.gid[fi]!, files.mtime[fi]!, n], k * FILE_FIELDS);
+  });
+  const blobs = new Uint32Array(entries.length * 3);
+  const ids = new Uint8Array(entries.length * ID_LEN);
+  entries.forEach((e, i) => {
+    blobs[3 * i] = idx.offsetOf(e);
+    blobs[3 * i + 1] = idx.storedOf(e);
+    blobs[3 * i + 2] = idx.rawOf(e);
+    idx.copyId(e, ids, i * ID_LEN);
+  });
+  const task: SliceTask = { t: 'pack', pack: idx.packs.hex(Math.floor(pack / SLICES_PER_PACK)), blobs, ids, paths, files: fileNums, writes: Float64Array.from(writes) };
+  return { task, lo, hi };
 }
 
 export async function restoreSnapshot(repo: Repository, snap: Snapshot, opts: RestoreOptions): Promise<RestoreResult> {
@@ -171,7 +188,7 @@ export async function restoreSnapshot(repo: Repository, snap: Snapshot, opts: Re
     repo.dropCaches();
     const result: RestoreResult = {
       dirs: plan.dirs.length,
-      files: plan.files.length,
+      files: plan.files.count,
       links: plan.hardlinks.length + plan.symlinks.length,
       bytes: plan.bytes,
       verified: 0,
@@ -235,16 +252,17 @@ async function execute(repo: Repository, plan: RestorePlan, opts: RestoreOptions
   const lay = layout(repo, plan.files);
   const spans = lay.spanning;
   // Empty files and files spanning packs are created here; the rest by the worker of their pack.
-  for (let fi = 0; fi < plan.files.length; fi++) {
-    const f = plan.files[fi]!;
-    if ((f.blobs ?? []).length > 0 && !spans.has(fi)) continue;
+  const files = plan.files;
+  for (let fi = 0; fi < files.count; fi++) {
+    if (files.blobCount(fi) > 0 && !spans.has(fi)) continue;
+    const target = files.targets[fi]!;
     try {
-      if (fs.lstatSync(f.target, { throwIfNoEntry: false })?.isSymbolicLink() === true) fs.unlinkSync(f.target);
-      const fd = fs.openSync(f.target, fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_TRUNC | fs.constants.O_NOFOLLOW, 0o600);
-      fs.ftruncateSync(fd, f.size);
+      if (fs.lstatSync(target, { throwIfNoEntry: false })?.isSymbolicLink() === true) fs.unlinkSync(target);
+      const fd = fs.openSync(target, fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_TRUNC | fs.constants.O_NOFOLLOW, 0o600);
+      fs.ftruncateSync(fd, files.size[fi]!);
       fs.closeSync(fd);
     } catch (err) {
-      fail(f.target, err);
+      fail(target, err);
     }
   }
   // One decoding worker per core: measured side by side with restic on two cores, one worker
@@ -252,11 +270,15 @@ async function execute(repo: Repository, plan: RestorePlan, opts: RestoreOptions
   const threads = opts.threads ?? Math.max(1, availableParallelism());
   const pool = new Pool(repo, threads);
   let written = 0;
+  // One slice per worker being decoded plus one read ahead: a slice takes far longer to decode and
+  // write than to read, and every slice in flight holds its buffer (about 5 MiB).
+  const maxInflight = threads + 1;
+  const buffers = new SliceBuffers(maxInflight);
   try {
     const inflight = new Set<Promise<void>>();
     for (const pack of lay.byPack.keys()) {
-      while (inflight.size >= 2 * threads) await Promise.race(inflight);
-      const p = runPack(repo, pool, pack, plan, lay).then(
+      while (inflight.size >= maxInflight) await Promise.race(inflight);
+      const p = runPack(repo, pool, buffers, pack, plan, lay).then(
         (d) => {
           written += d.bytes;
           result.errors.push(...d.errors);
@@ -268,9 +290,8 @@ async function execute(repo: Repository, plan: RestorePlan, opts: RestoreOptions
       inflight.add(tracked);
     }
     await Promise.all(inflight);
-    for (let fi = 0; fi < plan.files.length; fi++) {
-      const f = plan.files[fi]!;
-      if ((f.blobs ?? []).length === 0 || spans.has(fi)) applyMeta(f, fail);
+    for (let fi = 0; fi < files.count; fi++) {
+      if (files.blobCount(fi) === 0 || spans.has(fi)) applyMeta(files.item(fi), fail);
     }
     finishLinks(plan, fail);
     if (opts.verify === true) result.verified = await verify(repo, pool, plan, result);
@@ -280,13 +301,59 @@ async function execute(repo: Repository, plan: RestorePlan, opts: RestoreOptions
   for (const d of [...plan.dirs].reverse()) applyMeta(d, fail);
 }
 
-async function runPack(repo: Repository, pool: Pool, pack: number, plan: RestorePlan, lay: Layout): Promise<TaskDone> {
+/**
+ * Slice buffers, reused: workers hand each buffer back with their result, so a restore holds as many
+ * buffers as slices in flight instead of allocating (and leaving to the collector) one per slice.
+ */
+class SliceBuffers {
+  private readonly free: ArrayBuffer[] = [];
+  constructor(private readonly keep: number) {}
+
+  take(n: number): Uint8Array {
+    let best = -1;
+    for (let i = 0; i < this.free.length; i++) {
+      if (this.free[i]!.byteLength >= n && (best < 0 || this.free[i]!.byteLength < this.free[best]!.byteLength)) best = i;
+    }
+    if (best >= 0) return new Uint8Array(this.free.splice(best, 1)[0]!, 0, n);
+    // Round up so slices of slightly different lengths fit the same buffer later.
+    const MiB = 1024 * 1024;
+    return new Uint8Array(new ArrayBuffer(Math.max(SLICE + MiB, Math.ceil(n / MiB) * MiB)), 0, n);
+  }
+
+  give(b: Uint8Array | undefined): void {
+    if (b === undefined || b.buffer instanceof SharedArrayBuffer) return;
+    this.free.push(b.buffer as ArrayBuffer);
+    if (this.free.length > this.keep) {
+      // Drop the smallest.
+      let s = 0;
+      for (let i = 1; i < this.free.length; i++) if (this.free[i]!.byteLength < this.free[s]!.byteLength) s = i;
+      this.free.splice(s, 1);
+    }
+  }
+}
+
+async function runPack(repo: Repository, pool: Pool, buffers: SliceBuffers, pack: number, plan: RestorePlan, lay: Layout): Promise<TaskDone> {
   const { task, lo, hi } = packTask(repo, pack, plan, lay);
-  const data = await repo.storage.read({ kind: 'data', name: task.pack }, lo, hi - lo);
-  // Transfer the buffer to the worker when it owns its memory; copy only pooled small buffers.
-  const owned = data.byteOffset === 0 && data.byteLength === data.buffer.byteLength && !(data.buffer instanceof SharedArrayBuffer);
-  const bytes = owned ? new Uint8Array(data.buffer, 0, data.length) : Uint8Array.from(data);
-  return pool.run({ ...task, data: bytes, base: lo }, [bytes.buffer as ArrayBuffer]);
+  const h = { kind: 'data' as const, name: task.pack };
+  let bytes: Uint8Array;
+  if (repo.storage.readInto !== undefined) {
+    bytes = buffers.take(hi - lo);
+    try {
+      await repo.storage.readInto(h, lo, hi - lo, bytes);
+    } catch (err) {
+      buffers.give(bytes);
+      throw err;
+    }
+  } else {
+    const data = await repo.storage.read(h, lo, hi - lo);
+    // Transfer the buffer to the worker when it owns its memory; copy only pooled small buffers.
+    const owned = data.byteOffset === 0 && data.byteLength === data.buffer.byteLength && !(data.buffer instanceof SharedArrayBuffer);
+    bytes = owned ? new Uint8Array(data.buffer, 0, data.length) : Uint8Array.from(data);
+  }
+  const done = await pool.run({ ...task, data: bytes, base: lo }, [bytes.buffer as ArrayBuffer]);
+  if (repo.storage.readInto !== undefined) buffers.give(done.data);
+  delete done.data;
+  return done;
 }
 
 function applyMeta(e: PlannedItem, fail: Fail): void {
@@ -339,13 +406,15 @@ function finishLinks(plan: RestorePlan, fail: Fail): void {
 
 async function verify(repo: Repository, pool: Pool, plan: RestorePlan, result: RestoreResult): Promise<number> {
   const batches: VerifyTask['files'][] = [[]];
-  plan.files.forEach((f) => {
-    const es = f.blobs ?? [];
-    const ids = Buffer.concat([...es].map((e) => repo.index.idAt(e)));
-    const raws = [...es].map((e) => repo.index.location(e).raw);
-    batches[batches.length - 1]!.push({ path: f.target, size: f.size, raws, ids });
+  const files = plan.files;
+  for (let fi = 0; fi < files.count; fi++) {
+    const es = files.blobsOf(fi);
+    const ids = new Uint8Array(es.length * ID_LEN);
+    es.forEach((e, i) => repo.index.copyId(e, ids, i * ID_LEN));
+    const raws = Array.from(es, (e) => repo.index.rawOf(e));
+    batches[batches.length - 1]!.push({ path: files.targets[fi]!, size: files.size[fi]!, raws, ids });
     if (batches[batches.length - 1]!.length >= 256) batches.push([]);
-  });
+  }
   const done = await Promise.all(batches.map((files) => pool.run({ t: 'verify', files })));
   let n = 0;
   for (const d of done) {

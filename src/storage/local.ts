@@ -132,6 +132,27 @@ export class LocalStorage implements Storage {
     }
   }
 
+  async readInto(h: Handle, offset: number, length: number, into: Uint8Array): Promise<void> {
+    let fh: fsp.FileHandle | undefined;
+    try {
+      if (!Number.isSafeInteger(offset) || offset < 0 || !Number.isSafeInteger(length) || length < 0 || length > into.length) {
+        throw shortRead(h, offset, length, 0);
+      }
+      fh = await fsp.open(this.pathOf(h), 'r');
+      let got = 0;
+      while (got < length) {
+        const { bytesRead } = await fh.read(into, got, length - got, offset + got);
+        if (bytesRead === 0) break;
+        got += bytesRead;
+      }
+      if (got < length) throw shortRead(h, offset, length, got);
+    } catch (err) {
+      throw this.ioError(err, 'read', describe(h));
+    } finally {
+      await fh?.close();
+    }
+  }
+
   async write(h: Handle, data: Uint8Array): Promise<void> {
     const final = this.pathOf(h);
     const tmp = path.join(this.root, 'tmp', `${h.kind}-${h.name.slice(0, 16)}-${randomBytes(6).toString('hex')}`);

@@ -34,6 +34,11 @@ export interface Storage {
   stat(h: Handle): Promise<ObjectInfo>;
   /** Reads `length` bytes at `offset` (whole object when length is omitted). */
   read(h: Handle, offset?: number, length?: number): Promise<Buffer>;
+  /**
+   * Optional: like `read(h, offset, length)` but into `into[0, length)`, so callers that read many
+   * ranges can reuse their buffers. Same SHORT_READ and OBJECT_NOT_FOUND contract as `read`.
+   */
+  readInto?(h: Handle, offset: number, length: number, into: Uint8Array): Promise<void>;
   write(h: Handle, data: Uint8Array): Promise<void>;
   delete(h: Handle): Promise<void>;
   close(): Promise<void>;

@@ -16,7 +16,8 @@ const chunker = new Chunker(init.gear, init.chunker);
 const codec = new BlobCodec(init.encKey, init.level);
 let known = new SharedIndexReader(init.index);
 const inflight = new Int32Array(init.inflight);
-const buf = Buffer.allocUnsafe(Math.max(2 * init.chunker.max, 4 * 1024 * 1024));
+// One maximum chunk plus room to read ahead: refills move only the unfinished chunk to the front.
+const buf = Buffer.allocUnsafe(init.chunker.max + Math.max(init.chunker.max >> 2, 1024 * 1024));
 const FLUSH_BYTES = 4 * 1024 * 1024;
 
 class Outbox {
@@ -69,24 +70,35 @@ function processFile(f: number, path: string, out: Outbox): void {
     let filled = 0;
     let pos = 0;
     let eof = false;
-    for (;;) {
-      if (!eof && filled - pos < chunker.max) {
-        if (pos > 0) {
-          buf.copyWithin(0, pos, filled);
-          filled -= pos;
-          pos = 0;
-        }
-        while (filled < buf.length) {
-          const n = fs.readSync(fd, buf, filled, buf.length - filled, null);
-          if (n === 0) {
-            eof = true;
-            break;
-          }
-          filled += n;
-        }
+    // Moves the unfinished chunk to the front and reads until the buffer is full or the file ends.
+    const fill = (): void => {
+      if (pos > 0) {
+        buf.copyWithin(0, pos, filled);
+        filled -= pos;
+        pos = 0;
       }
-      if (pos === filled) break;
+      while (filled < buf.length) {
+        const n = fs.readSync(fd, buf, filled, buf.length - filled, null);
+        if (n === 0) {
+          eof = true;
+          break;
+        }
+        filled += n;
+      }
+    };
+    for (;;) {
+      if (pos === filled) {
+        if (eof) break;
+        fill();
+        if (pos === filled) break;
+      }
       const len = chunker.cut(buf, pos, filled);
+      // A cut is final when it falls before the end of the data at hand, or when a whole maximum
+      // chunk (or the rest of the file) was available; otherwise read more and cut again.
+      if (!eof && len === filled - pos && len < chunker.max) {
+        fill();
+        continue;
+      }
       const chunk = buf.subarray(pos, pos + len);
       pos += len;
       size += len;

@@ -14,16 +14,13 @@ export interface FileMeta {
   mtime: number;
 }
 
-export interface PackFile {
-  path: string;
-  size: number;
-  /** True if every blob of the file is in this pack: the worker creates and finishes it. */
-  whole: boolean;
-  meta?: FileMeta;
-  /** [blob index in the task, offset in the file] pairs. */
-  writes: Array<[number, number]>;
-}
+/** Numbers per file in `PackTask.files`. */
+export const FILE_FIELDS = 7;
 
+/**
+ * One slice of a pack to decode and write out. Encoded column-wise in typed arrays (cheap to send
+ * to a worker, no per-file objects to clone or collect).
+ */
 export interface PackTask {
   t: 'pack';
   task: number;
@@ -31,8 +28,19 @@ export interface PackTask {
   /** Bytes of the pack from `base` on. */
   data: Uint8Array;
   base: number;
-  blobs: Array<{ offset: number; stored: number; raw: number; id: Uint8Array }>;
-  files: PackFile[];
+  /** Per blob: offset in the pack, stored length, raw length. */
+  blobs: Uint32Array;
+  /** Per blob: its 32-byte ID. */
+  ids: Uint8Array;
+  paths: string[];
+  /**
+   * Per file, FILE_FIELDS numbers: whole (1 if every blob of the file is in this task: the worker
+   * creates the file and applies its metadata; 0: the file exists and only gets its writes), size,
+   * mode, uid, gid, mtime (seconds), number of writes.
+   */
+  files: Float64Array;
+  /** Per write, in file order: blob number in this task, offset in the file. */
+  writes: Float64Array;
 }
 
 export interface VerifyTask {
@@ -44,5 +52,7 @@ export interface VerifyTask {
 export interface TaskDone {
   task: number;
   bytes: number;
+  /** The slice buffer of a pack task, handed back for reuse. */
+  data?: Uint8Array;
   errors: Array<{ path: string; code: string; message: string }>;
 }
