@@ -142,6 +142,28 @@ describe('S3 on Ceph RGW', { skip: missing ?? false }, () => {
     }
   });
 
+  it('racing multipart uploads of one content-addressed name leave one whole object', async () => {
+    // Multipart completion is not conditional on RGW 16.2 (If-None-Match is ignored there), so
+    // both racers may succeed; names are content hashes, so both carry the same bytes.
+    const s = rawS3(bucketUrl(ceph, { tag: 'race' }));
+    await s.create();
+    try {
+      const h = handle('data');
+      const data = randomBytes(18 * 1024 * 1024);
+      const results = await Promise.allSettled([s.write(h, data), s.write(h, data), s.write(h, data)]);
+      assert.ok(results.some((r) => r.status === 'fulfilled'));
+      for (const r of results) {
+        if (r.status === 'rejected') assert.ok(r.reason instanceof BulwarkError && r.reason.code === 'OBJECT_EXISTS', String(r.reason));
+      }
+      assert.ok((await s.read(h)).equals(data));
+      assert.deepEqual(await listAll(s, 'data'), [{ name: h.name, size: data.length }]);
+      await rejectsWith(s.write(h, data), 'OBJECT_EXISTS');
+      assert.equal(await incompleteUploads(ceph, s.loc.bucket), 0);
+    } finally {
+      await s.close();
+    }
+  });
+
   it('503 SlowDown and stalls past the timeout are retried; 403 and 404 are not', async () => {
     const url = bucketUrl(ceph, { endpoint: proxy.endpoint, tag: 'classify' });
     const opts = s3OptionsFromEnv({ ...process.env, BULWARK_S3_TIMEOUT: '1' });
