@@ -7,7 +7,7 @@ import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { ListMultipartUploadsCommand, S3Client } from '@aws-sdk/client-s3';
+import { DeleteObjectCommand, GetObjectRetentionCommand, ListMultipartUploadsCommand, ListObjectVersionsCommand, S3Client } from '@aws-sdk/client-s3';
 import { BulwarkError } from '../src/errors.js';
 import { RetryStorage } from '../src/storage/retry.js';
 import { parseS3Url, S3Storage, s3OptionsFromEnv } from '../src/storage/s3.js';
@@ -217,6 +217,36 @@ describe('S3 on Ceph RGW', { skip: missing ?? false }, () => {
       snapshots: 'STANDARD',
       locks: 'STANDARD',
     });
+  });
+
+  it('Object Lock: written objects are retained by the store (a version cannot be deleted); locks are not', async () => {
+    const url = bucketUrl(ceph, { tag: 'lock' });
+    const s = rawS3(url, { BULWARK_S3_OBJECT_LOCK: 'governance:1' });
+    await s.create();
+    const bucket = bucketOf(url);
+    const c = new S3Client({ endpoint: ceph.endpoint, region: ceph.region, forcePathStyle: true });
+    try {
+      await s.write(handle('data'), Buffer.from('a pack that must survive'));
+      await s.write(handle('locks'), Buffer.from('a lock'));
+      const listed = await c.send(new ListObjectVersionsCommand({ Bucket: bucket }));
+      const pack = (listed.Versions ?? []).find((v) => v.Key?.includes('/data/'));
+      assert.ok(pack?.VersionId !== undefined, 'the bucket keeps versions (Object Lock enabled at creation)');
+      const ret = await c.send(new GetObjectRetentionCommand({ Bucket: bucket, Key: pack.Key!, VersionId: pack.VersionId }));
+      assert.equal(ret.Retention?.Mode, 'GOVERNANCE');
+      assert.ok((ret.Retention?.RetainUntilDate?.getTime() ?? 0) > Date.now() + 23 * 3_600_000);
+      await assert.rejects(c.send(new DeleteObjectCommand({ Bucket: bucket, Key: pack.Key!, VersionId: pack.VersionId })), /AccessDenied|locked|retention/i);
+      const lock = (listed.Versions ?? []).find((v) => v.Key?.includes('/locks/'));
+      await c.send(new DeleteObjectCommand({ Bucket: bucket, Key: lock!.Key!, VersionId: lock!.VersionId }));
+      assert.throws(() => s3OptionsFromEnv({ BULWARK_S3_OBJECT_LOCK: 'forever' }), BulwarkError);
+    } finally {
+      // Governance-mode versions can be removed by a caller who asks to bypass: clean up the bucket.
+      const all = await c.send(new ListObjectVersionsCommand({ Bucket: bucket }));
+      for (const v of [...(all.Versions ?? []), ...(all.DeleteMarkers ?? [])]) {
+        await c.send(new DeleteObjectCommand({ Bucket: bucket, Key: v.Key!, VersionId: v.VersionId, BypassGovernanceRetention: true })).catch(() => undefined);
+      }
+      c.destroy();
+      await s.close();
+    }
   });
 
   describe('clear errors through the CLI', () => {
