@@ -1,13 +1,14 @@
 // `npm run bench`: the file benchmark (bench/run.ts: bulwark, restic and borg on the Linux source
-// tree), then the database benchmark (bench/db.ts) and the maintenance benchmark (bench/ops.ts:
-// forget + prune against restic, daemon idle cost), each in its own process.
-//   --suites files,db,ops     which to run (default: all)
+// tree), then the database benchmark (bench/db.ts), the maintenance benchmark (bench/ops.ts:
+// forget + prune against restic, daemon idle cost) and the S3 benchmark (bench/s3.ts: backup and
+// restore to a local Ceph RGW against restic), each in its own process.
+//   --suites files,db,ops,s3  which to run (default: all)
 //   --db-repeat N --db-scale S --db-churn SECONDS   passed to bench/db.ts
 // Every other argument goes to bench/run.ts (see docs/benchmarks.md).
 import { spawnSync } from "node:child_process";
 import { fileURLToPath } from "node:url";
 
-const SUITES = ["files", "db", "ops"] as const;
+const SUITES = ["files", "db", "ops", "s3"] as const;
 const args = process.argv.slice(2);
 let suites: string[] = [...SUITES];
 const fileArgs: string[] = [];
