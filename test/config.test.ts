@@ -147,4 +147,32 @@ jobs:
       assert.ok(!err.message.includes('hunter2-secret'), err.message);
     }
   });
+
+  test('forget --policy-from-config applies each job\'s policy to that job\'s snapshots', async () => {
+    const dir = tmpdir('bulwark-pfc-');
+    const file = path.join(dir, 'bulwark.yaml');
+    fs.mkdirSync(path.join(dir, 'src'));
+    fs.writeFileSync(path.join(dir, 'src', 'f'), 'x');
+    fs.writeFileSync(
+      file,
+      `repositories: { r: { url: ./repo, password: pfc-password } }
+sources: { s: { type: files, paths: [./src] } }
+jobs:
+  a: { source: s, repository: r, retention: { keep-last: 1 } }
+  b: { source: s, repository: r, retention: false }
+  c: { source: s, repository: r }
+`,
+    );
+    const env = { BULWARK_REPO: path.join(dir, 'repo'), BULWARK_PASSWORD: 'pfc-password' };
+    await runOk(['init'], env);
+    for (const tag of ['job:a', 'job:a', 'job:a', 'job:b', 'job:b', 'job:c']) await runOk(['backup', path.join(dir, 'src'), '--tag', tag], env);
+    const dry = JSON.parse((await runOk(['forget', '--policy-from-config', '--config', file, '--dry-run', '--json'], env)).stdout) as { jobs: Array<{ job: string; removed: string[]; kept: number }> };
+    assert.deepEqual(dry.jobs.map((j) => [j.job, j.removed.length, j.kept]), [['a', 2, 1], ['c', 0, 1]]);
+    assert.equal((JSON.parse((await runOk(['snapshots', '--json'], env)).stdout) as unknown[]).length, 6);
+    await runOk(['forget', '--policy-from-config', '--config', file, '--prune'], env);
+    const left = JSON.parse((await runOk(['snapshots', '--json'], env)).stdout) as Array<{ tags: string[] }>;
+    assert.deepEqual(left.map((x) => x.tags[0]).sort(), ['job:a', 'job:b', 'job:b', 'job:c']);
+    assert.equal(jsonError(await runCli(['forget', '--policy-from-config', '--keep-last', '1', '--config', file, '--json'], env)).code, 'USAGE');
+    await runOk(['check'], env);
+  });
 });

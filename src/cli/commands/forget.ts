@@ -1,9 +1,11 @@
 // bulwark forget: remove snapshots by ID or by a retention policy (restic's flags), optionally prune.
 import { BulwarkError } from '../../errors.js';
-import { parseMaxUnused } from '../../repo/prune.js';
+import { loadConfig } from '../../config/config.js';
+import { parseMaxUnused, runPrune } from '../../repo/prune.js';
 import { EMPTY_POLICY_MESSAGE, runForget } from '../../snapshot/forget.js';
 import { parseGroupBy, parseDuration, type RetentionPolicy } from '../../snapshot/retention.js';
 import { flag, str, strs, type Command, type Values } from '../command.js';
+import type { Context } from '../context.js';
 import { pruneText } from './prune.js';
 
 function count(values: Values, key: string): number | undefined {
@@ -37,7 +39,8 @@ export const forget: Command = {
   name: 'forget',
   usage:
     'bulwark forget [SNAPSHOT...] [--keep-last N] [--keep-hourly N] [--keep-daily N] [--keep-weekly N] [--keep-monthly N] [--keep-yearly N]\n' +
-    '       [--keep-within DURATION] [--keep-tag T] [--host H] [--tag T] [--path P] [--group-by host,paths,tags] [--dry-run] [--prune] [--max-unused X]',
+    '       [--keep-within DURATION] [--keep-tag T] [--host H] [--tag T] [--path P] [--group-by host,paths,tags] [--dry-run] [--prune] [--max-unused X]\n' +
+    '       bulwark forget --policy-from-config [--config FILE] [--job JOB] [--dry-run] [--prune] [--max-unused X]',
   summary: 'remove snapshots by ID or by a retention policy',
   options: {
     'keep-last': { type: 'string' },
@@ -55,8 +58,11 @@ export const forget: Command = {
     'dry-run': { type: 'boolean', short: 'n' },
     prune: { type: 'boolean' },
     'max-unused': { type: 'string' },
+    'policy-from-config': { type: 'boolean' },
+    job: { type: 'string' },
   },
   async run(ctx, args, values) {
+    if (flag(values, 'policy-from-config')) return forgetByConfig(ctx, args, values);
     const policy = policyFromFlags(values);
     const groupByArg = str(values, 'group-by');
     const groupBy = groupByArg === undefined ? undefined : parseGroupBy(groupByArg);
@@ -111,3 +117,45 @@ export const forget: Command = {
     return 0;
   },
 };
+
+/**
+ * --policy-from-config: each job's retention policy (its own, the config default, or GFS) applied to
+ * that job's snapshots (tag job:NAME) in this repository, as the daemon does after each backup;
+ * then one prune if asked.
+ */
+async function forgetByConfig(ctx: Context, args: string[], values: Values): Promise<number> {
+  if (args.length > 0 || Object.keys(policyFromFlags(values)).length > 0) {
+    throw new BulwarkError('USAGE', '--policy-from-config takes neither snapshot IDs nor --keep-* flags', { subject: '--policy-from-config' });
+  }
+  const cfg = loadConfig(ctx.configPath());
+  const only = str(values, 'job');
+  if (only !== undefined && cfg.jobs[only] === undefined) {
+    throw new BulwarkError('JOB_NOT_FOUND', `no job ${only} in ${cfg.file}`, { subject: only, hint: `jobs: ${Object.keys(cfg.jobs).join(', ')}` });
+  }
+  const dryRun = flag(values, 'dry-run');
+  const repo = await ctx.openRepo();
+  const jobs = Object.values(cfg.jobs).filter((j) => (only === undefined || j.name === only) && j.retention !== null);
+  const results: Array<{ job: string; removed: string[]; kept: number; groups: Array<{ key: string; keep: Array<{ id: string; reasons: string[] }>; remove: string[] }> }> = [];
+  for (const j of jobs) {
+    const r = await runForget(repo, j.retention!, { filter: { tags: [`job:${j.name}`] }, dryRun });
+    results.push({
+      job: j.name,
+      removed: r.removed,
+      kept: r.kept,
+      groups: r.groups.map((g) => ({ key: g.key, keep: g.keep.map((k) => ({ id: k.snapshot.id, reasons: k.reasons })), remove: g.remove.map((s) => s.id) })),
+    });
+  }
+  const removed = results.reduce((n, r) => n + r.removed.length, 0);
+  const maxUnusedArg = str(values, 'max-unused');
+  const prune = flag(values, 'prune') && !dryRun && removed > 0 ? await runPrune(repo, maxUnusedArg !== undefined ? { maxUnused: parseMaxUnused(maxUnusedArg) } : {}) : undefined;
+  ctx.result({ dryRun, jobs: results, removed, ...(prune !== undefined ? { prune } : {}) }, () =>
+    [
+      ...results.flatMap((r) => [
+        `job ${r.job}: keep ${r.kept}, ${dryRun ? 'would remove' : 'removed'} ${r.removed.length}`,
+        ...r.groups.flatMap((g) => g.keep.map((k) => `  keep   ${k.id.slice(0, 8)}  ${k.reasons.join(', ')}`).concat(g.remove.map((id) => `  remove ${id.slice(0, 8)}`))),
+      ]),
+      ...(prune !== undefined ? ['', ...pruneText(prune)] : []),
+    ].join('\n'),
+  );
+  return 0;
+}
