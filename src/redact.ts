@@ -13,7 +13,10 @@ export function redactUrl(raw: string, mask = ''): string {
     const user = colon >= 0 ? userinfo.slice(0, colon) : userinfo;
     // A '/' before any ':' means the '@' belongs to the path, not to user information.
     if (!(colon < 0 && userinfo.includes('/'))) {
-      out = `${m[1]}${user.includes('/') ? '' : user}${colon >= 0 && mask !== '' ? `:${mask}` : ''}@${raw.slice(m[0].length)}`;
+      const name = user.includes('/') ? '' : user;
+      const secret = colon >= 0 && mask !== '' ? `:${mask}` : '';
+      // Nothing left of the user information (no user, password removed): no '@' either.
+      out = `${m[1]}${name}${secret}${name !== '' || secret !== '' ? '@' : ''}${raw.slice(m[0].length)}`;
     }
   }
   return out.replace(SECRET_PARAMS, `$1${mask === '' ? '***' : mask}`);
