@@ -79,7 +79,7 @@ describe('S3 on Ceph RGW', { skip: missing ?? false }, () => {
 
   it('an upload cut mid-way leaves no partial object and no pending multipart upload', async () => {
     const url = bucketUrl(ceph, { endpoint: proxy.endpoint, tag: 'cut' });
-    const s = new RetryStorage(rawS3(url, { BULWARK_RETRIES: '0' }), { attempts: 1, baseMs: 1, capMs: 1 });
+    const s = new RetryStorage(rawS3(url, { BULWARK_RETRIES: '0', BULWARK_S3_PART_SIZE: '8' }), { attempts: 1, baseMs: 1, capMs: 1 });
     await s.create();
     // Every request carrying more than 1 MiB of body is cut halfway: single PUTs and parts alike.
     proxy.setPlan({ decide: (r) => (r.contentLength > 1024 * 1024 ? 'cut' : undefined) });
@@ -105,7 +105,7 @@ describe('S3 on Ceph RGW', { skip: missing ?? false }, () => {
   it('with retries, cut parts and lost replies are retried and the object arrives whole, once', async () => {
     const url = bucketUrl(ceph, { endpoint: proxy.endpoint, tag: 'retry' });
     resetStorageStats();
-    const opts = s3OptionsFromEnv(process.env);
+    const opts = s3OptionsFromEnv({ ...process.env, BULWARK_S3_PART_SIZE: '8' });
     opts.retry = { attempts: 6, baseMs: 5, capMs: 50 };
     const s = new RetryStorage(new S3Storage(parseS3Url(url.replace(/^s3:/, '')), opts), opts.retry);
     await s.create();
@@ -145,7 +145,7 @@ describe('S3 on Ceph RGW', { skip: missing ?? false }, () => {
   it('racing multipart uploads of one content-addressed name leave one whole object', async () => {
     // Multipart completion is not conditional on RGW 16.2 (If-None-Match is ignored there), so
     // both racers may succeed; names are content hashes, so both carry the same bytes.
-    const s = rawS3(bucketUrl(ceph, { tag: 'race' }));
+    const s = rawS3(bucketUrl(ceph, { tag: 'race' }), { BULWARK_S3_PART_SIZE: '8' });
     await s.create();
     try {
       const h = handle('data');
