@@ -11,6 +11,7 @@ import { BulwarkError } from '../errors.js';
 import { bool, int, list, mapOf, obj, str, strList, type Check, type Problem } from './schema.js';
 import { formatDuration, parseDurationMs } from './durations.js';
 import { redactUrl } from '../redact.js';
+import { DEFAULT_GFS_POLICY, type RetentionPolicy } from '../snapshot/retention.js';
 
 export type TierName = 'critical' | 'important' | 'normal' | 'archive';
 
@@ -29,19 +30,10 @@ export const DEFAULT_TIERS: Readonly<Record<TierName, Tier>> = {
   archive: { rpoMs: 8 * 86_400_000, rtoMs: 48 * 3_600_000, schedule: '0 3 * * 0', priority: 3 },
 };
 
-export interface RetentionPolicy {
-  last?: number;
-  hourly?: number;
-  daily?: number;
-  weekly?: number;
-  monthly?: number;
-  yearly?: number;
-  within?: string;
-  tags?: string[];
-}
+export type { RetentionPolicy };
 
 /** Grandfather-father-son: 30 daily, 12 weekly, 12 monthly, 7 yearly. */
-export const DEFAULT_RETENTION: Readonly<RetentionPolicy> = { daily: 30, weekly: 12, monthly: 12, yearly: 7 };
+export const DEFAULT_RETENTION: Readonly<RetentionPolicy> = DEFAULT_GFS_POLICY;
 
 export interface RepositoryConfig {
   name: string;

@@ -8,6 +8,7 @@
 import { Catalog } from '../catalog/catalog.js';
 import { loadConfig, type Config, type JobConfig } from '../config/config.js';
 import { isBulwarkError } from '../errors.js';
+import { processAlive } from '../repo/lock.js';
 import { runJob } from './job-runner.js';
 import { runPruneJob } from './retention-step.js';
 import { Scheduler } from './scheduler.js';
@@ -72,15 +73,6 @@ class CatalogStore implements LastRunStore {
   recordScheduled(job: string, at: Date): void {
     this.cache.set(job, at.getTime());
     this.catalog.recordScheduled(job, at.getTime()).catch((err: unknown) => this.log(`catalog: cannot record schedule of ${job}: ${(err as Error).message}`));
-  }
-}
-
-function processAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as { code?: string }).code === 'EPERM';
   }
 }
 

@@ -36,7 +36,7 @@ export function lockTtlFromEnv(): number {
   return Number.isFinite(v) && v > 0 ? v * 1000 : DEFAULT_TTL;
 }
 
-function processAlive(pid: number): boolean {
+export function processAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
     return true;
