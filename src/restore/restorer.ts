@@ -43,6 +43,8 @@ class Pool {
   private readonly workers: Worker[] = [];
   private readonly busy: number[] = [];
   private readonly waiting = new Map<number, (d: TaskDone) => void>();
+  private readonly dead = new Set<number>();
+  private deathReason = '';
   private next = 1;
 
   constructor(repo: Repository, threads: number) {
@@ -57,6 +59,9 @@ class Pool {
       });
       // A worker that dies fails every outstanding task instead of leaving the restore waiting.
       const die = (why: string): void => {
+        // Later tasks must not go to a dead worker either (they would never finish).
+        this.dead.add(i);
+        this.deathReason = why;
         for (const [task, resolve] of this.waiting) {
           resolve({ task, bytes: 0, errors: [{ path: '(restore worker)', code: 'INTERNAL', message: why }] });
         }
@@ -73,8 +78,9 @@ class Pool {
 
   run(task: Omit<PackTask, 'task'> | Omit<VerifyTask, 'task'>, transfer: ArrayBuffer[] = []): Promise<TaskDone> {
     const id = this.next++;
-    let best = 0;
-    for (let i = 1; i < this.workers.length; i++) if (this.busy[i]! < this.busy[best]!) best = i;
+    let best = -1;
+    for (let i = 0; i < this.workers.length; i++) if (!this.dead.has(i) && (best < 0 || this.busy[i]! < this.busy[best]!)) best = i;
+    if (best < 0) return Promise.resolve({ task: id, bytes: 0, errors: [{ path: '(restore worker)', code: 'INTERNAL', message: this.deathReason }] });
     this.busy[best]!++;
     return new Promise((resolve) => {
       this.waiting.set(id, resolve);
