@@ -111,7 +111,7 @@ async function pickParent(repo: Repository, opts: BackupOptions, host: string, p
   return same[same.length - 1];
 }
 
-function safeUser(): string {
+export function safeUser(): string {
   try {
     return userInfo().username;
   } catch {

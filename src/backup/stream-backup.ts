@@ -10,7 +10,7 @@
 // stored stay in packs that later backups reuse (or prune removes); earlier snapshots are untouched.
 import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
-import { hostname, tmpdir, userInfo } from 'node:os';
+import { hostname, tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { BlobType } from '../pack/blob-index.js';
 import { Packer } from '../pack/packer.js';
@@ -22,6 +22,7 @@ import { saveSnapshot, type SnapshotDoc, type SourceInfo } from '../snapshot/sna
 import { encodeTree, type TreeNode } from '../tree/node.js';
 import { VERSION } from '../version.js';
 import { registerTempDir, releaseTempDir } from '../sources/temp-dirs.js';
+import { safeUser } from './backup.js';
 import { WorkerPool } from './worker-pool.js';
 
 /**
@@ -216,13 +217,5 @@ function closeQuietly(fd: number): void {
     fs.closeSync(fd);
   } catch {
     // already closed by its owner
-  }
-}
-
-function safeUser(): string {
-  try {
-    return userInfo().username;
-  } catch {
-    return '';
   }
 }

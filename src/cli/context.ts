@@ -3,6 +3,7 @@
 import * as fs from 'node:fs';
 import { BulwarkError } from '../errors.js';
 import { Repository } from '../repo/repository.js';
+import { readTokenFile } from '../storage/append-only.js';
 import { openStorage } from '../storage/open.js';
 import type { Storage } from '../storage/storage.js';
 
@@ -116,14 +117,6 @@ export class Context {
   clearProgress(): void {
     if (this.lastProgress !== 0 && process.stderr.isTTY) process.stderr.write('\r\x1b[K');
     this.lastProgress = 0;
-  }
-}
-
-export function readTokenFile(file: string): string {
-  try {
-    return fs.readFileSync(file, 'utf8').replace(/\r?\n$/, '');
-  } catch (err) {
-    throw new BulwarkError('APPEND_ONLY', `cannot read the delete token file ${file}: ${(err as Error).message}`, { subject: file });
   }
 }
 

@@ -19,7 +19,7 @@ import { copySnapshots } from '../copy/copy.js';
 import { commandItem } from '../sources/command.js';
 import { engineForUrl } from '../sources/engines.js';
 import { runTool } from '../sources/process.js';
-import { readTokenFile } from '../cli/context.js';
+import { readTokenFile } from '../storage/append-only.js';
 import { openStorage } from '../storage/open.js';
 import { applyRetention } from './retention-step.js';
 

@@ -18,8 +18,8 @@ export interface DbUrl {
 
 export function parseDbUrl(raw: string, schemes: readonly string[]): DbUrl {
   if (/[?&]sslpassword=/i.test(raw)) {
-    throw new BulwarkError('DB_URL_INVALID', `sslpassword in ${redactLoose(raw)} cannot be passed to the client tools safely`, {
-      subject: redactLoose(raw),
+    throw new BulwarkError('DB_URL_INVALID', `sslpassword in ${redactUrl(raw)} cannot be passed to the client tools safely`, {
+      subject: redactUrl(raw),
       hint: 'use an unencrypted client key file with restricted permissions, or PGSSLKEY',
     });
   }
@@ -27,13 +27,13 @@ export function parseDbUrl(raw: string, schemes: readonly string[]): DbUrl {
   try {
     u = new URL(raw);
   } catch {
-    throw new BulwarkError('DB_URL_INVALID', `not a valid database URL: ${redactLoose(raw)}`, {
-      subject: redactLoose(raw),
+    throw new BulwarkError('DB_URL_INVALID', `not a valid database URL: ${redactUrl(raw)}`, {
+      subject: redactUrl(raw),
       hint: `use ${schemes[0]}//USER@HOST:PORT/DATABASE (the password in the URL, or in the engine's usual environment variable)`,
     });
   }
   if (!schemes.includes(u.protocol)) {
-    throw new BulwarkError('DB_URL_INVALID', `unsupported URL scheme ${u.protocol} in ${redactLoose(raw)}`, { subject: redactLoose(raw) });
+    throw new BulwarkError('DB_URL_INVALID', `unsupported URL scheme ${u.protocol} in ${redactUrl(raw)}`, { subject: redactUrl(raw) });
   }
   const port = u.port === '' ? undefined : Number(u.port);
   const path = decodeURIComponent(u.pathname.replace(/^\//, ''));
@@ -55,9 +55,4 @@ export function parseDbUrl(raw: string, schemes: readonly string[]): DbUrl {
     params: u.searchParams,
     redacted: redactUrl(r.toString()),
   };
-}
-
-/** Best-effort password removal for strings that do not even parse as URLs. */
-export function redactLoose(raw: string): string {
-  return redactUrl(raw);
 }

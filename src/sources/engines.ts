@@ -1,6 +1,6 @@
 // The database engines, looked up by URL scheme (backup) or by a snapshot's recorded engine (restore).
 import { BulwarkError } from '../errors.js';
-import { redactLoose } from './db-url.js';
+import { redactUrl } from '../redact.js';
 import { mysql } from './mysql.js';
 import { postgres } from './postgres.js';
 import { redis } from './redis.js';
@@ -13,8 +13,8 @@ export function engineForUrl(url: string): DbEngine {
   const scheme = m?.[1]?.toLowerCase();
   const e = engines.find((x) => scheme !== undefined && x.schemes.includes(scheme));
   if (e === undefined) {
-    throw new BulwarkError('DB_URL_INVALID', `no database engine for ${redactLoose(url)}`, {
-      subject: redactLoose(url),
+    throw new BulwarkError('DB_URL_INVALID', `no database engine for ${redactUrl(url)}`, {
+      subject: redactUrl(url),
       hint: `use one of: ${engines.flatMap((x) => x.schemes.map((s) => `${s}//...`)).join(', ')}`,
     });
   }

@@ -5,6 +5,7 @@
 // refuse to run. This guards against a client's mistakes and against a stolen repository password;
 // against a compromised host, pair it with storage that enforces it too (S3 Object Lock, or
 // credentials without delete rights).
+import * as fs from 'node:fs';
 import { BulwarkError } from '../errors.js';
 import { describe, type Handle, type ObjectInfo, type ObjectKind, type Storage } from './storage.js';
 
@@ -48,4 +49,13 @@ export function appendOnly(inner: Storage): Storage {
   if (inner.tempDir !== undefined) s.tempDir = () => inner.tempDir!();
   if (inner.adopt !== undefined) s.adopt = (h, file) => inner.adopt!(h, file);
   return s;
+}
+
+/** Reads a delete token file (one line). */
+export function readTokenFile(file: string): string {
+  try {
+    return fs.readFileSync(file, 'utf8').replace(/\r?\n$/, '');
+  } catch (err) {
+    throw new BulwarkError('APPEND_ONLY', `cannot read the delete token file ${file}: ${(err as Error).message}`, { subject: file });
+  }
 }
