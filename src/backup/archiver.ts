@@ -195,13 +195,13 @@ export class Archiver {
       this.progress.bytes += node.size;
       return { done: node };
     }
-    if (this.pool.tryAcquire()) return this.queue(p, node, prev);
-    return this.pool.acquire().then(() => this.queue(p, node, prev));
+    if (this.pool.tryAcquire()) return this.queue(p, node, size, prev);
+    return this.pool.acquire().then(() => this.queue(p, node, size, prev));
   }
 
-  private queue(p: string, node: TreeNode, prev: TreeNode | undefined): Entry {
+  private queue(p: string, node: TreeNode, size: number, prev: TreeNode | undefined): Entry {
     this.progress.current = p;
-    const done = this.pool.save(p).then((r) => {
+    const done = this.pool.save(p, size).then((r) => {
       if (r.err !== undefined) {
         this.warn(p, r.err.code, r.err.message);
         return null;

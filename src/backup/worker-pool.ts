@@ -99,9 +99,9 @@ export class WorkerPool {
   }
 
   /** Queues a file (after taking a place); resolves when all its chunks are handed over. */
-  save(path: string): Promise<FileResult> {
+  save(path: string, size?: number): Promise<FileResult> {
     return new Promise<FileResult>((resolve) => {
-      this.batch.push({ job: { path }, ids: [], resolve });
+      this.batch.push({ job: size === undefined ? { path } : { path, size }, ids: [], resolve });
       if (this.batch.length >= BATCH_FILES) this.flushBatch();
       else if (this.batch.length === 1) setImmediate(() => this.flushBatch());
     });

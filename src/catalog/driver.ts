@@ -4,10 +4,14 @@
 // their daemons at one PostgreSQL database.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import Database from 'better-sqlite3';
-import pg from 'pg';
+import type Database from 'better-sqlite3';
+import type pg from 'pg';
 import { BulwarkError } from '../errors.js';
+import { lazy } from '../lazy.js';
 import { redactUrl } from '../redact.js';
+
+const sqlite = lazy<typeof Database>('better-sqlite3');
+const pgDriver = lazy<typeof pg>('pg');
 
 export type Row = Record<string, unknown>;
 
@@ -25,7 +29,7 @@ class SqliteDriver implements SqlDriver {
   private readonly db: Database.Database;
   constructor(readonly location: string) {
     fs.mkdirSync(path.dirname(location), { recursive: true, mode: 0o700 });
-    this.db = new Database(location);
+    this.db = new (sqlite())(location);
     // WAL lets `bulwark status` read while the daemon writes; a busy timeout instead of SQLITE_BUSY.
     this.db.pragma('journal_mode = WAL');
     this.db.pragma('busy_timeout = 5000');
@@ -52,7 +56,7 @@ class PostgresDriver implements SqlDriver {
     url: string,
     readonly location: string,
   ) {
-    this.pool = new pg.Pool({ connectionString: url, max: 4 });
+    this.pool = new (pgDriver().Pool)({ connectionString: url, max: 4 });
     this.pool.on('error', () => undefined);
   }
   private static numbered(sql: string): string {

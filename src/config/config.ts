@@ -5,13 +5,17 @@
 // form a cycle, schedules and time zones parse), defaults are filled in, and the result is frozen.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { Cron } from 'croner';
-import { parse as parseYaml } from 'yaml';
+import type * as Croner from 'croner';
+import type * as Yaml from 'yaml';
 import { BulwarkError } from '../errors.js';
 import { bool, int, list, mapOf, obj, str, strList, type Check, type Problem } from './schema.js';
 import { formatDuration, parseDurationMs } from './durations.js';
+import { lazy } from '../lazy.js';
 import { redactUrl } from '../redact.js';
 import { DEFAULT_GFS_POLICY, type RetentionPolicy } from '../snapshot/retention.js';
+
+const yaml = lazy<typeof Yaml>('yaml');
+const croner = lazy<typeof Croner>('croner');
 
 export type TierName = 'critical' | 'important' | 'normal' | 'archive';
 
@@ -210,7 +214,7 @@ export function loadConfig(file: string, env: NodeJS.ProcessEnv = process.env): 
 export function parseConfig(text: string, file: string, env: NodeJS.ProcessEnv = process.env): Config {
   let doc: unknown;
   try {
-    doc = parseYaml(text, { prettyErrors: true });
+    doc = yaml().parse(text, { prettyErrors: true });
   } catch (err) {
     throw new BulwarkError('CONFIG_INVALID', `${file} is not valid YAML: ${(err as Error).message}`, { subject: file });
   }
@@ -266,7 +270,7 @@ function validTimezone(tz: string): boolean {
 
 function validSchedule(expr: string, tz: string | undefined, p: string, problems: Problem[]): void {
   try {
-    new Cron(expr, { paused: true, ...(tz !== undefined ? { timezone: tz } : {}) });
+    new (croner().Cron)(expr, { paused: true, ...(tz !== undefined ? { timezone: tz } : {}) });
   } catch (err) {
     problems.push({ path: p, message: `is not a valid cron schedule (${(err as Error).message}): ${JSON.stringify(expr)}; use 5 fields (min hour day month weekday), 6 with seconds first, or @daily/@hourly` });
   }

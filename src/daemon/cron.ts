@@ -10,7 +10,11 @@
 // repeated by a fall-back runs once, at its first pass. Interval jobs (wildcards, steps, ranges or
 // lists in those fields, e.g. `0 */15 * * * *`) skip times in a gap and run on both passes of a
 // repeated hour, so they keep their rhythm in real time.
-import { Cron } from 'croner';
+import type { Cron } from 'croner';
+import type * as Croner from 'croner';
+import { lazy } from '../lazy.js';
+
+const croner = lazy<typeof Croner>('croner');
 import { BulwarkError } from '../errors.js';
 
 export interface Schedule {
@@ -69,7 +73,7 @@ function compile(expression: string, timezone: string | undefined): Cron {
   }
   let cron: Cron;
   try {
-    cron = new Cron(expression, timezone === undefined ? { mode: '5-or-6-parts' } : { mode: '5-or-6-parts', timezone });
+    cron = new (croner().Cron)(expression, timezone === undefined ? { mode: '5-or-6-parts' } : { mode: '5-or-6-parts', timezone });
   } catch (err) {
     throw invalid(expression, err instanceof Error ? err.message : String(err), err);
   }

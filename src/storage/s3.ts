@@ -14,30 +14,15 @@
 // it classifies each failure (BulwarkError.retryable) and the RetryStorage wrapper chained in
 // open.ts retries whole operations. The one exception is multipart uploads, whose parts are retried
 // one by one with the same policy so that a failed part does not resend the parts before it.
-import {
-  AbortMultipartUploadCommand,
-  CompleteMultipartUploadCommand,
-  CreateBucketCommand,
-  CreateMultipartUploadCommand,
-  DeleteObjectCommand,
-  GetObjectCommand,
-  HeadBucketCommand,
-  HeadObjectCommand,
-  ListObjectsV2Command,
-  PutObjectCommand,
-  S3Client,
-  UploadPartCommand,
-  type BucketLocationConstraint,
-  type S3ClientConfig,
-  type ServerSideEncryption,
-  type StorageClass,
-} from '@aws-sdk/client-s3';
+import type * as S3 from '@aws-sdk/client-s3';
+import type { BucketLocationConstraint, S3Client, S3ClientConfig, ServerSideEncryption, StorageClass } from '@aws-sdk/client-s3';
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { BulwarkError } from '../errors.js';
+import { lazy } from '../lazy.js';
 import { DEFAULT_RETRY, retryCall, type RetryPolicy } from './retry.js';
 import { countHttp } from './stats.js';
 import { describe, OBJECT_KINDS, type Handle, type ObjectInfo, type ObjectKind, type Storage } from './storage.js';
@@ -74,6 +59,8 @@ export interface S3Options {
   region: string | undefined;
   retry: RetryPolicy;
 }
+
+const sdk = lazy<typeof S3>('@aws-sdk/client-s3');
 
 const BUCKET_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{1,254}$/;
 const NAME_RE = /^[0-9a-f]{8,64}$/;
@@ -276,7 +263,7 @@ export class S3Storage implements Storage {
     } else if (opts.region !== undefined) {
       cfg.region = opts.region;
     }
-    this.client = new S3Client(cfg);
+    this.client = new (sdk().S3Client)(cfg);
     this.client.middlewareStack.add(
       (next, context) => async (args) => {
         countHttp(context.commandName ?? 'unknown');
@@ -365,7 +352,7 @@ export class S3Storage implements Storage {
     try {
       let exists = true;
       try {
-        await this.client.send(new HeadBucketCommand({ Bucket: this.loc.bucket }));
+        await this.client.send(new (sdk().HeadBucketCommand)({ Bucket: this.loc.bucket }));
       } catch (err) {
         const { name, status } = errorFields(err);
         if (name !== 'NotFound' && name !== 'NoSuchBucket' && status !== 404) throw err;
@@ -376,7 +363,7 @@ export class S3Storage implements Storage {
           const region = await this.client.config.region();
           const needsConstraint = this.loc.endpoint === undefined && region !== 'us-east-1';
           await this.client.send(
-            new CreateBucketCommand({
+            new (sdk().CreateBucketCommand)({
               Bucket: this.loc.bucket,
               ...(this.opts.objectLock !== undefined ? { ObjectLockEnabledForBucket: true } : {}),
               ...(needsConstraint ? { CreateBucketConfiguration: { LocationConstraint: region as BucketLocationConstraint } } : {}),
@@ -413,7 +400,7 @@ export class S3Storage implements Storage {
       let page;
       try {
         page = await this.client.send(
-          new ListObjectsV2Command({ Bucket: this.loc.bucket, Prefix: prefix, ...(token !== undefined ? { ContinuationToken: token } : {}) }),
+          new (sdk().ListObjectsV2Command)({ Bucket: this.loc.bucket, Prefix: prefix, ...(token !== undefined ? { ContinuationToken: token } : {}) }),
         );
       } catch (err) {
         throw this.mapError(err, 'list', kind);
@@ -439,7 +426,7 @@ export class S3Storage implements Storage {
   }
 
   private async head(h: Handle): Promise<number> {
-    const res = await this.client.send(new HeadObjectCommand({ Bucket: this.loc.bucket, Key: this.key(h) }));
+    const res = await this.client.send(new (sdk().HeadObjectCommand)({ Bucket: this.loc.bucket, Key: this.key(h) }));
     return res.ContentLength ?? 0;
   }
 
@@ -465,7 +452,7 @@ export class S3Storage implements Storage {
       const range = offset === 0 && length === undefined ? undefined : `bytes=${offset}-${length === undefined ? '' : offset + length - 1}`;
       let res;
       try {
-        res = await this.client.send(new GetObjectCommand({ Bucket: this.loc.bucket, Key: this.key(h), ...(range !== undefined ? { Range: range } : {}) }));
+        res = await this.client.send(new (sdk().GetObjectCommand)({ Bucket: this.loc.bucket, Key: this.key(h), ...(range !== undefined ? { Range: range } : {}) }));
       } catch (err) {
         const { name, status } = errorFields(err);
         if (name !== 'InvalidRange' && status !== 416) throw err;
@@ -531,7 +518,7 @@ export class S3Storage implements Storage {
     };
     if (this.conditional) {
       try {
-        await this.client.send(new PutObjectCommand({ ...params, IfNoneMatch: '*' }));
+        await this.client.send(new (sdk().PutObjectCommand)({ ...params, IfNoneMatch: '*' }));
         return;
       } catch (err) {
         const { name, status } = errorFields(err);
@@ -541,7 +528,7 @@ export class S3Storage implements Storage {
       }
     }
     await this.refuseIfExists(h);
-    await this.client.send(new PutObjectCommand(params));
+    await this.client.send(new (sdk().PutObjectCommand)(params));
   }
 
   /** Runs one request of a multipart upload with the retry policy (see the header comment). */
@@ -556,7 +543,7 @@ export class S3Storage implements Storage {
     const Bucket = this.loc.bucket;
     // A lost reply to CreateMultipartUpload leaves an invisible upload that nothing completes;
     // the bucket lifecycle rule AbortIncompleteMultipartUpload (docs/design.md) removes it.
-    const created = await this.retried(h, 'start upload', () => this.client.send(new CreateMultipartUploadCommand({ Bucket, Key, ...this.putParams(h) })));
+    const created = await this.retried(h, 'start upload', () => this.client.send(new (sdk().CreateMultipartUploadCommand)({ Bucket, Key, ...this.putParams(h) })));
     const UploadId = created.UploadId;
     if (UploadId === undefined) throw new BulwarkError('STORAGE_IO', `${describe(h)}: the store returned no upload id`, { retryable: true });
     try {
@@ -566,7 +553,7 @@ export class S3Storage implements Storage {
         const body = await part(off, len);
         const md5 = createHash('md5').update(body).digest('base64');
         const res = await this.retried(h, `part ${n}`, () =>
-          this.client.send(new UploadPartCommand({ Bucket, Key, UploadId, PartNumber: n, Body: body, ContentLength: len, ContentMD5: md5 })),
+          this.client.send(new (sdk().UploadPartCommand)({ Bucket, Key, UploadId, PartNumber: n, Body: body, ContentLength: len, ContentMD5: md5 })),
         );
         if (res.ETag === undefined) throw new BulwarkError('STORAGE_IO', `${describe(h)}: part ${n} has no ETag`, { retryable: true });
         parts.push({ ETag: res.ETag, PartNumber: n });
@@ -576,7 +563,7 @@ export class S3Storage implements Storage {
         tries++;
         try {
           await this.client.send(
-            new CompleteMultipartUploadCommand({ Bucket, Key, UploadId, MultipartUpload: { Parts: parts }, ...(this.conditional ? { IfNoneMatch: '*' } : {}) }),
+            new (sdk().CompleteMultipartUploadCommand)({ Bucket, Key, UploadId, MultipartUpload: { Parts: parts }, ...(this.conditional ? { IfNoneMatch: '*' } : {}) }),
           );
         } catch (err) {
           // A retry after a lost reply finds the upload gone: it completed if the object is there
@@ -592,7 +579,7 @@ export class S3Storage implements Storage {
     } catch (err) {
       // Nothing was published: an incomplete upload is invisible to GET and LIST. Abort it so its
       // parts do not linger.
-      await this.client.send(new AbortMultipartUploadCommand({ Bucket, Key, UploadId })).catch(() => undefined);
+      await this.client.send(new (sdk().AbortMultipartUploadCommand)({ Bucket, Key, UploadId })).catch(() => undefined);
       throw err;
     }
   }
@@ -649,7 +636,7 @@ export class S3Storage implements Storage {
     try {
       // S3 deletes of missing keys succeed; the contract wants OBJECT_NOT_FOUND.
       await this.head(h);
-      await this.client.send(new DeleteObjectCommand({ Bucket: this.loc.bucket, Key: this.key(h) }));
+      await this.client.send(new (sdk().DeleteObjectCommand)({ Bucket: this.loc.bucket, Key: this.key(h) }));
     } catch (err) {
       throw this.mapError(err, 'delete', describe(h));
     }

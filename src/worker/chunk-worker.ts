@@ -48,7 +48,10 @@ function waitForRoom(): void {
   }
 }
 
-function processFile(f: number, path: string, out: Outbox): void {
+/** Smallest read once the expected end of a file is passed (the file grew while being read). */
+const MIN_READ = 64 * 1024;
+
+function processFile(f: number, path: string, expected: number | undefined, out: Outbox): void {
   let fd: number;
   try {
     fd = fs.openSync(path, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW);
@@ -70,7 +73,10 @@ function processFile(f: number, path: string, out: Outbox): void {
     let filled = 0;
     let pos = 0;
     let eof = false;
+    let got = 0;
     // Moves the unfinished chunk to the front and reads until the buffer is full or the file ends.
+    // With the expected size known, a read asks for one byte more than what should be left, so the
+    // read that finds end of file asks for little (see FileJob.size).
     const fill = (): void => {
       if (pos > 0) {
         buf.copyWithin(0, pos, filled);
@@ -78,12 +84,15 @@ function processFile(f: number, path: string, out: Outbox): void {
         pos = 0;
       }
       while (filled < buf.length) {
-        const n = fs.readSync(fd, buf, filled, buf.length - filled, null);
+        const room = buf.length - filled;
+        const want = expected === undefined ? room : Math.min(room, Math.max(expected - got + 1, MIN_READ));
+        const n = fs.readSync(fd, buf, filled, want, null);
         if (n === 0) {
           eof = true;
           break;
         }
         filled += n;
+        got += n;
       }
     };
     for (;;) {
@@ -146,6 +155,6 @@ port.on('message', (msg: ToWorker) => {
   }
   const batch: BatchMsg = msg;
   const out = new Outbox(batch.id);
-  batch.files.forEach((file, f) => processFile(f, file.path, out));
+  batch.files.forEach((file, f) => processFile(f, file.path, file.size, out));
   out.send(true);
 });

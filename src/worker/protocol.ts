@@ -16,6 +16,13 @@ export interface WorkerInit {
 
 export interface FileJob {
   path: string;
+  /**
+   * The size lstat() gave when the walk saw the file (absent for pipes). Only a hint: the worker
+   * still reads until end of file, but sizes its reads by it, because on Linux a read() that hits
+   * end of file costs time in proportion to the length asked for (a 10 MiB request at EOF costs
+   * more than reading a small file's whole content).
+   */
+  size?: number;
 }
 
 export interface BatchMsg {
