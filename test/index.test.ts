@@ -8,6 +8,7 @@ import * as path from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { describe, it } from 'node:test';
 import { Chunker, DEFAULT_CHUNKER, type ChunkerParams } from '../src/chunker/fastcdc.js';
+import { WasmChunkBuffer } from '../src/chunker/gear-wasm.js';
 import { AuthError, NONCE_LEN, open, seal, SEAL_OVERHEAD } from '../src/crypto/aead.js';
 import { blobId, deriveKeys, gearTable, unwrapMaster, wrapMaster } from '../src/crypto/keys.js';
 import { isBulwarkError } from '../src/errors.js';
@@ -287,6 +288,44 @@ describe('Chunker (FastCDC)', () => {
     assert.notDeepEqual(s1, s2);
     // Two repositories' gear tables, derived from their master secrets, differ.
     assert.notDeepEqual([...deriveKeys(randomBytes(32)).gear], [...deriveKeys(randomBytes(32)).gear]);
+  });
+
+  it('the WebAssembly cut-point search cuts exactly where the JavaScript one does', () => {
+    const text = Buffer.from('1\t1\t0\t' + ' '.repeat(84) + '\n');
+    const inputs: Array<[string, Buffer]> = [
+      ['random', randomBytes(24 * MiB)],
+      ['zeros', Buffer.alloc(20 * MiB)],
+      ['table rows', Buffer.concat(Array.from({ length: 200_000 }, (_, i) => Buffer.concat([Buffer.from(String(i)), text])))],
+      ['short', randomBytes(1000)],
+      ['empty', Buffer.alloc(0)],
+    ];
+    for (const params of [DEFAULT_CHUNKER, small]) {
+      for (const gear of [gearA, gearB]) {
+        const js = new Chunker(gear, params);
+        const wasm = new WasmChunkBuffer(js, params.max + MiB);
+        for (const [what, data] of inputs) {
+          // Feed the WebAssembly buffer as the chunk worker does: a window of at most max bytes,
+          // or the rest of the data.
+          const got: number[] = [];
+          for (let pos = 0; pos < data.length; ) {
+            const n = Math.min(params.max, data.length - pos);
+            wasm.buf.set(data.subarray(pos, pos + n), 7);
+            const len = wasm.cut(7, 7 + n);
+            got.push(len);
+            pos += len;
+          }
+          assert.deepEqual(got, cuts(js, data), `${what}, max ${params.max}`);
+        }
+        // Cut points inside a window that starts mid-buffer and ends before the max.
+        const data = randomBytes(3 * params.max);
+        wasm.buf.set(data.subarray(0, params.max + 100), 0);
+        for (const start of [0, 1, 100]) {
+          for (const end of [start + params.min, start + params.min + 1, start + params.avg, start + params.max]) {
+            assert.equal(wasm.cut(start, end), js.cut(wasm.buf, start, end), `window ${start}..${end}`);
+          }
+        }
+      }
+    }
   });
 
   it('averages 0.7 to 2 MiB per chunk on 64 MiB of random data, within min and max', () => {

@@ -67,3 +67,45 @@ describe('backup --stdin-from-command', () => {
     }
   });
 });
+
+describe('stream backups with several producers', () => {
+  let dir: string;
+  before(() => {
+    dir = tmpdir('bulwark-streams-');
+  });
+  after(() => rmrf(dir));
+
+  test('capture side by side; one failing producer stops the others, saves nothing, and the next run works', async () => {
+    const { Repository } = await import('../src/repo/repository.js');
+    const { LocalStorage } = await import('../src/storage/local.js');
+    const { runStreamBackup } = await import('../src/backup/stream-backup.js');
+    const { listSnapshots } = await import('../src/snapshot/snapshot.js');
+    const { runTool } = await import('../src/sources/process.js');
+    const storage = new LocalStorage(path.join(dir, 'repo'));
+    await Repository.init(storage, 'pw', { kdf: { N: 1024, r: 8, p: 1 } });
+    const repo = await Repository.open(storage, 'pw');
+    const tool = (what: string, script: string) => ({
+      name: what,
+      produce: async (fd: number, signal: AbortSignal) => {
+        await runTool('sh', ['-c', script], { stdout: fd, signal, what, failCode: 'DUMP_FAILED' });
+      },
+    });
+    // An endless producer beside one that fails after a few megabytes: without the stop, the
+    // endless one would keep writing into a pipe nobody reads and the run would never end.
+    const started = Date.now();
+    await assert.rejects(
+      runStreamBackup(repo, { items: [tool('endless', 'cat /dev/zero'), tool('failing', 'head -c 3000000 /dev/urandom; exit 4')], paths: ['/x'], threads: 2 }),
+      (err: Error & { code?: string }) => err.code === 'DUMP_FAILED' && /failing/.test(err.message),
+    );
+    assert.ok(Date.now() - started < 30_000);
+    assert.equal((await listSnapshots(repo)).length, 0);
+    // Three producers on two workers: all captured, each byte for byte.
+    const r = await runStreamBackup(repo, {
+      items: [tool('a', 'head -c 5000000 /dev/zero | tr "\\0" a'), tool('b', 'head -c 7000000 /dev/zero | tr "\\0" b'), tool('c', 'printf small')],
+      paths: ['/x'],
+      threads: 2,
+    });
+    assert.deepEqual(r.items.map((i) => [i.name, i.size]), [['a', 5000000], ['b', 7000000], ['c', 5]]);
+    assert.equal((await listSnapshots(repo)).length, 1);
+  });
+});

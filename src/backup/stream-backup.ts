@@ -93,8 +93,9 @@ async function streamLocked(repo: Repository, opts: StreamBackupOptions, lock: L
   const results: StreamItemResult[] = [];
   let blobsBefore = 0;
   try {
+    const captured = await captureAll(pool, dir, opts.items, Math.max(1, opts.threads ?? 2));
     for (const [i, item] of opts.items.entries()) {
-      const r = await captureItem(pool, path.join(dir, `pipe-${i}`), item);
+      const r = captured[i]!;
       const now = `${BigInt(Date.now()) * 1_000_000n}`;
       nodes.push({
         name: item.name,
@@ -163,17 +164,46 @@ async function streamLocked(repo: Repository, opts: StreamBackupOptions, lock: L
   }
 }
 
+type Captured = { content: Buffer[]; size: number; meta: Record<string, unknown> };
+
+/**
+ * Captures the items, up to `parallel` at a time (each on its own chunk worker), so that a small
+ * item (a globals dump) does not hold up a large one and several databases dump side by side. The
+ * first failure stops every other producer before it is reported: nothing is left writing into a
+ * pipe that no worker reads any more.
+ */
+async function captureAll(pool: WorkerPool, dir: string, items: StreamItem[], parallel: number): Promise<Captured[]> {
+  const out: Captured[] = new Array(items.length);
+  const stop = new AbortController();
+  let failure: unknown;
+  let next = 0;
+  const runner = async (): Promise<void> => {
+    while (next < items.length && failure === undefined) {
+      const i = next++;
+      try {
+        out[i] = await captureItem(pool, path.join(dir, `pipe-${i}`), items[i]!, stop.signal);
+      } catch (err) {
+        failure ??= err;
+        stop.abort();
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(parallel, items.length) }, runner));
+  if (failure !== undefined) throw failure;
+  return out;
+}
+
 /**
  * Runs one producer into a fresh named pipe while a chunk worker reads it. The write end is opened
  * (in the thread pool) only once the worker has opened the read end: a FIFO open blocks until both
  * sides are there, so the producer cannot finish and close its end before the worker reads, which
  * would leave the worker waiting forever for a writer.
  */
-async function captureItem(pool: WorkerPool, fifo: string, item: StreamItem): Promise<{ content: Buffer[]; size: number; meta: Record<string, unknown> }> {
+async function captureItem(pool: WorkerPool, fifo: string, item: StreamItem, stop: AbortSignal): Promise<Captured> {
+  if (stop.aborted) throw new BulwarkError('DUMP_FAILED', `capture of ${item.name} stopped: another stream failed`, { subject: item.name });
   execFileSync('mkfifo', ['-m', '600', fifo], { env: { PATH: process.env['PATH'] ?? '/usr/bin:/bin' } });
   if (!pool.tryAcquire()) await pool.acquire();
-  const saved = pool.save(fifo);
-  pool.flushBatch();
+  const saved = pool.saveStream(fifo);
   const opening = fs.promises.open(fifo, fs.constants.O_WRONLY);
   const first = await Promise.race([opening.then(() => 'open' as const), saved.then(() => 'saved' as const)]);
   if (first === 'saved') {
@@ -193,6 +223,9 @@ async function captureItem(pool: WorkerPool, fifo: string, item: StreamItem): Pr
     }
   };
   const abort = new AbortController();
+  // Another item's failure stops this producer too.
+  const onStop = (): void => abort.abort();
+  stop.addEventListener('abort', onStop, { once: true });
   try {
     // The producer writes to (or hands its child) the write end; closing it is the end of stream.
     const produced = item.produce(fh.fd, abort.signal).finally(close);
@@ -206,8 +239,10 @@ async function captureItem(pool: WorkerPool, fifo: string, item: StreamItem): Pr
       throw pool.error ?? new BulwarkError('DUMP_FAILED', `reading the stream for ${item.name} failed: ${r.err.message}`, { subject: item.name });
     }
     const meta = await produced;
+    if (stop.aborted) throw new BulwarkError('DUMP_FAILED', `capture of ${item.name} stopped: another stream failed`, { subject: item.name });
     return { content: r.content, size: r.size, meta: meta ?? {} };
   } finally {
+    stop.removeEventListener('abort', onStop);
     await close();
   }
 }

@@ -8,7 +8,9 @@ import { Worker } from 'node:worker_threads';
 import { BlobType } from '../pack/blob-index.js';
 import type { Packer } from '../pack/packer.js';
 import type { Repository } from '../repo/repository.js';
+import { createRing, RingWriter } from '../worker/byte-ring.js';
 import type { FileJob, ResultMsg, ToWorker, WorkerInit } from '../worker/protocol.js';
+import type { PumpInit } from '../worker/pump-worker.js';
 
 export interface FileResult {
   content: Buffer[];
@@ -29,6 +31,8 @@ interface Slot {
 }
 
 const BATCH_FILES = 64;
+/** Shared ring between a stream's pump thread and its chunk worker. */
+const STREAM_RING_BYTES = 4 * 1024 * 1024;
 
 export class WorkerPool {
   private readonly slots: Slot[] = [];
@@ -39,6 +43,7 @@ export class WorkerPool {
   private queued = 0;
   private readonly waiters: Array<() => void> = [];
   private failure: Error | undefined;
+  private readonly pumps = new Set<Worker>();
 
   constructor(
     private readonly repo: Repository,
@@ -105,6 +110,25 @@ export class WorkerPool {
       if (this.batch.length >= BATCH_FILES) this.flushBatch();
       else if (this.batch.length === 1) setImmediate(() => this.flushBatch());
     });
+  }
+
+  /**
+   * Queues a stream, a named pipe (after taking a place): a pump thread of its own reads the pipe
+   * into a shared ring that the chunk worker consumes, so the pipe's writer keeps going while the
+   * worker cuts, hashes and seals. Resolves like `save` once the stream has ended and its chunks
+   * are handed over.
+   */
+  saveStream(path: string): Promise<FileResult> {
+    const ring = createRing(STREAM_RING_BYTES);
+    const init: PumpInit = { path, ring };
+    const pump = new Worker(new URL('../worker/pump-worker.js', import.meta.url), { workerData: init, resourceLimits: { maxYoungGenerationSizeMb: 1 } });
+    this.pumps.add(pump);
+    pump.on('exit', () => this.pumps.delete(pump));
+    // The pump reports its own read errors through the ring; this is for a thread that died.
+    pump.on('error', (err: unknown) => new RingWriter(ring).fail({ code: 'EPIPELINE', message: `stream reader failed: ${err instanceof Error ? err.message : String(err)}` }));
+    const saved = new Promise<FileResult>((resolve) => this.batch.push({ job: { path, ring }, ids: [], resolve }));
+    this.flushBatch();
+    return saved;
   }
 
   /** Sends the partly filled batch; call before awaiting results. */
@@ -174,6 +198,6 @@ export class WorkerPool {
   }
 
   async close(): Promise<void> {
-    await Promise.all(this.slots.map((s) => s.worker.terminate()));
+    await Promise.all([...this.slots.map((s) => s.worker.terminate()), ...[...this.pumps].map((p) => p.terminate())]);
   }
 }

@@ -27,6 +27,16 @@ export class Chunker {
   private readonly maskS: number;
   private readonly maskL: number;
 
+  /** The gear table (for the WebAssembly version, gear-wasm.ts). */
+  get gearTable(): Int32Array {
+    return this.gear;
+  }
+
+  /** The strict and loose masks (before and after the normal size). */
+  get masks(): readonly [number, number] {
+    return [this.maskS, this.maskL];
+  }
+
   constructor(gear: Int32Array, params: ChunkerParams = DEFAULT_CHUNKER) {
     if (gear.length !== 256) throw new Error('gear table must have 256 entries');
     if (!(params.min > 0 && params.min <= params.avg && params.avg <= params.max)) {

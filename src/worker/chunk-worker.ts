@@ -4,11 +4,13 @@
 import * as fs from 'node:fs';
 import { parentPort, workerData } from 'node:worker_threads';
 import { Chunker } from '../chunker/fastcdc.js';
+import { WasmChunkBuffer } from '../chunker/gear-wasm.js';
 import { blobId } from '../crypto/keys.js';
 import { SharedIndexReader } from '../pack/blob-index.js';
 import { BlobCodec } from '../pack/blob-codec.js';
 import { sysCode } from '../errors.js';
-import type { BatchMsg, FilePart, ResultMsg, ToWorker, WorkerInit } from './protocol.js';
+import { RingReader } from './byte-ring.js';
+import type { BatchMsg, FileJob, FilePart, ResultMsg, ToWorker, WorkerInit } from './protocol.js';
 
 const init = workerData as WorkerInit;
 const port = parentPort!;
@@ -17,7 +19,9 @@ const codec = new BlobCodec(init.encKey, init.level);
 let known = new SharedIndexReader(init.index);
 const inflight = new Int32Array(init.inflight);
 // One maximum chunk plus room to read ahead: refills move only the unfinished chunk to the front.
-const buf = Buffer.allocUnsafe(init.chunker.max + Math.max(init.chunker.max >> 2, 1024 * 1024));
+// The buffer lives in the WebAssembly chunker's memory, which searches it for cut points in place.
+const wasm = new WasmChunkBuffer(chunker, init.chunker.max + Math.max(init.chunker.max >> 2, 1024 * 1024));
+const buf = wasm.buf;
 const FLUSH_BYTES = 4 * 1024 * 1024;
 
 class Outbox {
@@ -51,10 +55,12 @@ function waitForRoom(): void {
 /** Smallest read once the expected end of a file is passed (the file grew while being read). */
 const MIN_READ = 64 * 1024;
 
-function processFile(f: number, path: string, expected: number | undefined, out: Outbox): void {
-  let fd: number;
+function processFile(f: number, job: FileJob, out: Outbox): void {
+  const expected = job.size;
+  const ring = job.ring === undefined ? undefined : new RingReader(job.ring);
+  let fd = -1;
   try {
-    fd = fs.openSync(path, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW);
+    if (ring === undefined) fd = fs.openSync(job.path, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW);
   } catch (err) {
     out.parts.push({ f, ids: new Uint8Array(0), raws: [], blobs: [], end: true, err: errInfo(err) });
     return;
@@ -86,7 +92,7 @@ function processFile(f: number, path: string, expected: number | undefined, out:
       while (filled < buf.length) {
         const room = buf.length - filled;
         const want = expected === undefined ? room : Math.min(room, Math.max(expected - got + 1, MIN_READ));
-        const n = fs.readSync(fd, buf, filled, want, null);
+        const n = ring === undefined ? fs.readSync(fd, buf, filled, want, null) : ring.read(buf, filled, want);
         if (n === 0) {
           eof = true;
           break;
@@ -101,7 +107,7 @@ function processFile(f: number, path: string, expected: number | undefined, out:
         fill();
         if (pos === filled) break;
       }
-      const len = chunker.cut(buf, pos, filled);
+      const len = wasm.cut(pos, filled);
       // A cut is final when it falls before the end of the data at hand, or when a whole maximum
       // chunk (or the rest of the file) was available; otherwise read more and cut again.
       if (!eof && len === filled - pos && len < chunker.max) {
@@ -140,7 +146,8 @@ function processFile(f: number, path: string, expected: number | undefined, out:
     part.err = errInfo(err);
     flushPart(true);
   } finally {
-    fs.closeSync(fd);
+    if (ring === undefined) fs.closeSync(fd);
+    else ring.close();
   }
 }
 
@@ -155,6 +162,6 @@ port.on('message', (msg: ToWorker) => {
   }
   const batch: BatchMsg = msg;
   const out = new Outbox(batch.id);
-  batch.files.forEach((file, f) => processFile(f, file.path, file.size, out));
+  batch.files.forEach((file, f) => processFile(f, file, out));
   out.send(true);
 });

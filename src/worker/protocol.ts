@@ -23,6 +23,8 @@ export interface FileJob {
    * more than reading a small file's whole content).
    */
   size?: number;
+  /** Set for a stream: the bytes come through this ring from a pump thread, not from `path`. */
+  ring?: SharedArrayBuffer;
 }
 
 export interface BatchMsg {

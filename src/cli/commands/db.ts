@@ -50,19 +50,23 @@ export const db: Command = {
 
 async function backup(ctx: Context, url: string, values: Values): Promise<number> {
   const engine = engineForUrl(url);
+  const dryRun = flag(values, 'dry-run');
+  // Asking the server what to dump and opening the repository (key derivation) overlap.
+  const opening = dryRun ? undefined : ctx.openRepo();
+  opening?.catch(() => undefined);
   const plan = await engine.prepareBackup(url, {
     databases: strs(values, 'database'),
     excludeTables: strs(values, 'exclude-table'),
     schemaOnly: flag(values, 'schema-only'),
   });
   const tags = [...plan.tags, ...strs(values, 'tag').flatMap((t) => t.split(',')).filter((t) => t !== '')];
-  if (flag(values, 'dry-run')) {
+  if (opening === undefined) {
     ctx.result({ dryRun: true, engine: engine.engine, url: plan.paths[0], databases: plan.databases, files: plan.items.map((i) => i.name), tags }, () =>
       [`would back up ${engine.engine} ${plan.paths[0]}`, `databases: ${plan.databases.join(', ')}`, `files: ${plan.items.map((i) => i.name).join(', ')}`].join('\n'),
     );
     return 0;
   }
-  const repo = await ctx.openRepo();
+  const repo = await opening;
   const host = str(values, 'host');
   const result = await runStreamBackup(repo, {
     items: plan.items,
