@@ -97,31 +97,35 @@ class Pool {
 }
 
 /**
- * Restore work is cut into slices: the blobs of one pack whose offsets fall in the same 2 MiB window.
+ * Restore work is cut into slices: the blobs of one pack whose offsets fall in the same window of
+ * the storage's read size (2 MiB on a local disk, larger on object stores that bill per request).
  * A slice is read with one ranged read and decoded by one worker, so each task holds at most a few
  * MiB however large packs are. For each slice: the files that need something from it; and the
  * files whose blobs span several slices (created up front, finished after all slices).
  */
-const SLICE = 2 * 1024 * 1024;
+const DEFAULT_SLICE = 2 * 1024 * 1024;
 const SLICES_PER_PACK = 256;
 
-function sliceOf(pack: number, offset: number): number {
-  return pack * SLICES_PER_PACK + Math.min(SLICES_PER_PACK - 1, Math.floor(offset / SLICE));
+function sliceOf(pack: number, offset: number, slice: number): number {
+  return pack * SLICES_PER_PACK + Math.min(SLICES_PER_PACK - 1, Math.floor(offset / slice));
 }
 
 interface Layout {
   byPack: Map<number, number[]>;
   spanning: Set<number>;
+  /** Bytes per slice. */
+  slice: number;
 }
 
 function layout(repo: Repository, files: FileList): Layout {
+  const slice = repo.storage.readSize ?? DEFAULT_SLICE;
   const byPack = new Map<number, number[]>();
   const spanning = new Set<number>();
   const idx = repo.index;
   for (let fi = 0; fi < files.count; fi++) {
     let firstPack = -1;
     for (const e of files.blobsOf(fi)) {
-      const pack = sliceOf(idx.packOf(e), idx.offsetOf(e));
+      const pack = sliceOf(idx.packOf(e), idx.offsetOf(e), slice);
       if (firstPack === -1) firstPack = pack;
       else if (pack !== firstPack) spanning.add(fi);
       let list = byPack.get(pack);
@@ -129,7 +133,7 @@ function layout(repo: Repository, files: FileList): Layout {
       if (list[list.length - 1] !== fi) list.push(fi);
     }
   }
-  return { byPack, spanning };
+  return { byPack, spanning, slice };
 }
 
 type SliceTask = Omit<PackTask, 'task' | 'data' | 'base'>;
@@ -152,7 +156,7 @@ function packTask(repo: Repository, pack: number, plan: RestorePlan, lay: Layout
     let n = 0;
     for (const e of files.blobsOf(fi)) {
       const offset = idx.offsetOf(e);
-      if (sliceOf(idx.packOf(e), offset) === pack) {
+      if (sliceOf(idx.packOf(e), offset, lay.slice) === pack) {
         let bi = blobNo.get(e);
         if (bi === undefined) {
           bi = entries.length;
@@ -277,9 +281,9 @@ async function execute(repo: Repository, plan: RestorePlan, opts: RestoreOptions
   const pool = new Pool(repo, threads);
   let written = 0;
   // One slice per worker being decoded plus one read ahead: a slice takes far longer to decode and
-  // write than to read, and every slice in flight holds its buffer (about 5 MiB).
+  // write than to read, and every slice in flight holds its buffer (a little over the slice size).
   const maxInflight = threads + 1;
-  const buffers = new SliceBuffers(maxInflight);
+  const buffers = new SliceBuffers(maxInflight, lay.slice);
   try {
     const inflight = new Set<Promise<void>>();
     for (const pack of lay.byPack.keys()) {
@@ -313,7 +317,10 @@ async function execute(repo: Repository, plan: RestorePlan, opts: RestoreOptions
  */
 class SliceBuffers {
   private readonly free: ArrayBuffer[] = [];
-  constructor(private readonly keep: number) {}
+  constructor(
+    private readonly keep: number,
+    private readonly slice: number,
+  ) {}
 
   take(n: number): Uint8Array {
     let best = -1;
@@ -323,7 +330,7 @@ class SliceBuffers {
     if (best >= 0) return new Uint8Array(this.free.splice(best, 1)[0]!, 0, n);
     // Round up so slices of slightly different lengths fit the same buffer later.
     const MiB = 1024 * 1024;
-    return new Uint8Array(new ArrayBuffer(Math.max(SLICE + MiB, Math.ceil(n / MiB) * MiB)), 0, n);
+    return new Uint8Array(new ArrayBuffer(Math.max(this.slice + MiB, Math.ceil(n / MiB) * MiB)), 0, n);
   }
 
   give(b: Uint8Array | undefined): void {

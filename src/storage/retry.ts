@@ -68,6 +68,7 @@ export async function retryCall<T>(fn: () => Promise<T>, p: RetryPolicy, mapErr:
 
 export class RetryStorage implements Storage {
   readonly location: string;
+  readonly readSize?: number;
   readonly tempDir?: () => string;
   readonly adopt?: (h: Handle, file: string) => Promise<void>;
 
@@ -77,6 +78,7 @@ export class RetryStorage implements Storage {
     private readonly random: () => number = Math.random,
   ) {
     this.location = inner.location;
+    if (inner.readSize !== undefined) this.readSize = inner.readSize;
     if (inner.tempDir !== undefined) {
       const td = inner.tempDir.bind(inner);
       this.tempDir = () => td();

@@ -222,6 +222,8 @@ function errorFields(err: unknown): { name: string; status: number | undefined; 
 
 export class S3Storage implements Storage {
   readonly location: string;
+  /** Restore reads this much per GET (a 2 MiB local slice would cost four times the requests). */
+  readonly readSize = 8 * MiB;
   private readonly client: S3Client;
   private readonly root: string;
   private readonly endpointName: string;

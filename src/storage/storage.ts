@@ -28,6 +28,11 @@ export interface ObjectInfo {
 export interface Storage {
   /** Human-readable location for messages, without credentials. */
   readonly location: string;
+  /**
+   * Optional: the size of one ranged read that bulk readers (restore) should aim for. Remote stores
+   * bill and wait per request, so they ask for larger reads than a local disk needs.
+   */
+  readonly readSize?: number;
   /** Creates the backend's container (directory, bucket prefix). Fails with REPO_EXISTS if a config exists. */
   create(): Promise<void>;
   list(kind: ObjectKind): AsyncIterable<ObjectInfo>;

@@ -100,6 +100,7 @@ export class TokenBucket {
 
 export class LimitStorage implements Storage {
   readonly location: string;
+  readonly readSize?: number;
   readonly tempDir?: () => string;
   readonly adopt?: (h: Handle, file: string) => Promise<void>;
   private readonly sem: Semaphore;
@@ -111,6 +112,7 @@ export class LimitStorage implements Storage {
     limits: Limits,
   ) {
     this.location = inner.location;
+    if (inner.readSize !== undefined) this.readSize = inner.readSize;
     this.sem = new Semaphore(limits.concurrency);
     this.up = limits.uploadBps === undefined ? undefined : new TokenBucket(limits.uploadBps);
     this.down = limits.downloadBps === undefined ? undefined : new TokenBucket(limits.downloadBps);

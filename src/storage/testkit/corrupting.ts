@@ -34,12 +34,14 @@ function hash32(s: string): number {
 
 export class CorruptingStorage implements Storage {
   readonly location: string;
+  readonly readSize?: number;
   private readonly rules: Rule[] = [];
   /** Number of reads whose result was altered. */
   corruptedReads = 0;
 
   constructor(readonly inner: Storage) {
     this.location = inner.location;
+    if (inner.readSize !== undefined) this.readSize = inner.readSize;
   }
 
   flipBits(match: Matcher | undefined, bits: readonly number[]): this {

@@ -77,6 +77,7 @@ function selects(sel: MethodSelector, m: StorageMethod): boolean {
 
 export class FaultyStorage implements Storage {
   readonly location: string;
+  readonly readSize?: number;
   private readonly rules: Rule[] = [];
   private readonly delays: DelayRule[] = [];
   private readonly counts = new Map<StorageMethod, number>();
@@ -91,6 +92,7 @@ export class FaultyStorage implements Storage {
     options: { seed?: number } = {},
   ) {
     this.location = inner.location;
+    if (inner.readSize !== undefined) this.readSize = inner.readSize;
     this.random = seededRandom(options.seed ?? 1);
   }
 
