@@ -173,6 +173,9 @@ type Captured = { content: Buffer[]; size: number; meta: Record<string, unknown>
  * pipe that no worker reads any more.
  */
 async function captureAll(pool: WorkerPool, dir: string, items: StreamItem[], parallel: number): Promise<Captured[]> {
+  // Every item's pipe at once: one mkfifo process instead of one per item.
+  const fifos = items.map((_, i) => path.join(dir, `pipe-${i}`));
+  execFileSync('mkfifo', ['-m', '600', ...fifos], { env: { PATH: process.env['PATH'] ?? '/usr/bin:/bin' } });
   const out: Captured[] = new Array(items.length);
   const stop = new AbortController();
   let failure: unknown;
@@ -181,7 +184,7 @@ async function captureAll(pool: WorkerPool, dir: string, items: StreamItem[], pa
     while (next < items.length && failure === undefined) {
       const i = next++;
       try {
-        out[i] = await captureItem(pool, path.join(dir, `pipe-${i}`), items[i]!, stop.signal);
+        out[i] = await captureItem(pool, fifos[i]!, items[i]!, stop.signal);
       } catch (err) {
         failure ??= err;
         stop.abort();
@@ -194,14 +197,13 @@ async function captureAll(pool: WorkerPool, dir: string, items: StreamItem[], pa
 }
 
 /**
- * Runs one producer into a fresh named pipe while a chunk worker reads it. The write end is opened
- * (in the thread pool) only once the worker has opened the read end: a FIFO open blocks until both
- * sides are there, so the producer cannot finish and close its end before the worker reads, which
- * would leave the worker waiting forever for a writer.
+ * Runs one producer into its named pipe (made by captureAll) while a chunk worker reads it. The
+ * write end is opened (in the thread pool) only once the pump thread has opened the read end: a
+ * FIFO open blocks until both sides are there, so the producer cannot finish and close its end
+ * before the reader opens, which would leave the reader waiting forever for a writer.
  */
 async function captureItem(pool: WorkerPool, fifo: string, item: StreamItem, stop: AbortSignal): Promise<Captured> {
   if (stop.aborted) throw new BulwarkError('DUMP_FAILED', `capture of ${item.name} stopped: another stream failed`, { subject: item.name });
-  execFileSync('mkfifo', ['-m', '600', fifo], { env: { PATH: process.env['PATH'] ?? '/usr/bin:/bin' } });
   if (!pool.tryAcquire()) await pool.acquire();
   const saved = pool.saveStream(fifo);
   const opening = fs.promises.open(fifo, fs.constants.O_WRONLY);

@@ -13,11 +13,47 @@ import * as path from 'node:path';
 import { BulwarkError, type ErrorCode } from '../errors.js';
 import type { StreamItem, StreamItemResult } from '../backup/stream-backup.js';
 import { parseDbUrl, type DbUrl } from './db-url.js';
-import { runTool } from './process.js';
+import { findTool, runTool } from './process.js';
 import { safeFileName, type BackupPlan, type DbBackupOptions, type DbEngine, type DbRestoreOptions, type RestoreInput, type RestoreReport, type RestoreStep } from './source.js';
 
 const SCHEMES = ['postgresql:', 'postgres:'] as const;
 const INSTALL = 'install the PostgreSQL client tools (Debian: apt-get install postgresql-client) matching the server\'s major version';
+
+const resolvedTools = new Map<string, string>();
+
+/**
+ * The program to run for a PostgreSQL client tool. On Debian, /usr/bin/pg_dump, psql and the rest
+ * are links to pg_wrapper, a Perl script that picks a version and then runs the real program: 50 to
+ * 100 ms per call spent starting Perl. When the tool on PATH is that wrapper, run the newest
+ * installed version directly, which is what the wrapper itself picks for a connection to a host
+ * (a newer pg_dump reads older servers; an older one refuses newer ones). Anything else on PATH
+ * is used as found.
+ */
+export function pgTool(name: string): string {
+  let tool = resolvedTools.get(name);
+  if (tool !== undefined) return tool;
+  tool = name;
+  const onPath = findTool([name]);
+  try {
+    if (onPath !== undefined && path.basename(fs.realpathSync(onPath)) === 'pg_wrapper') {
+      const versions = fs.readdirSync('/usr/lib/postgresql').filter((v) => /^\d+$/.test(v)).sort((a, b) => Number(b) - Number(a));
+      for (const v of versions) {
+        const real = `/usr/lib/postgresql/${v}/bin/${name}`;
+        try {
+          fs.accessSync(real, fs.constants.X_OK);
+        } catch {
+          continue;
+        }
+        tool = real;
+        break;
+      }
+    }
+  } catch {
+    // keep the name: PATH lookup at spawn time, as before
+  }
+  resolvedTools.set(name, tool);
+  return tool;
+}
 
 interface DbInfo {
   name: string;
@@ -76,7 +112,7 @@ class PgConn {
   async sql(database: string, sql: string, vars: Record<string, string> = {}, what = 'psql query', failCode: ErrorCode = 'RESTORE_FAILED'): Promise<string> {
     const args = ['-X', '-q', '-A', '-t', '-v', 'ON_ERROR_STOP=1', '-d', this.uri(database)];
     for (const [k, v] of Object.entries(vars)) args.push('-v', `${k}=${v}`);
-    const r = await runTool('psql', args, { env: this.env(), input: sql, stdout: 'capture', what, failCode, classify: classifyPg, install: INSTALL });
+    const r = await runTool(pgTool('psql'), args, { env: this.env(), input: sql, stdout: 'capture', what, failCode, classify: classifyPg, install: INSTALL });
     return r.stdout.trim();
   }
 
@@ -128,7 +164,7 @@ export const postgres: DbEngine = {
     items.push({
       name: 'globals.sql',
       produce: async (fd, signal) => {
-        await runTool('pg_dumpall', globalsArgs, { env: conn.env(), stdout: fd, signal, what: 'pg_dumpall --globals-only', classify: classifyPg, install: INSTALL });
+        await runTool(pgTool('pg_dumpall'), globalsArgs, { env: conn.env(), stdout: fd, signal, what: 'pg_dumpall --globals-only', classify: classifyPg, install: INSTALL });
       },
     });
     for (const d of dbs) {
@@ -138,7 +174,7 @@ export const postgres: DbEngine = {
       items.push({
         name: `${safeFileName(d.name)}.pgdump`,
         produce: async (fd, signal) => {
-          await runTool('pg_dump', args, { env: conn.env(), stdout: fd, signal, what: `pg_dump of database ${d.name}`, classify: classifyPg, install: INSTALL });
+          await runTool(pgTool('pg_dump'), args, { env: conn.env(), stdout: fd, signal, what: `pg_dump of database ${d.name}`, classify: classifyPg, install: INSTALL });
         },
       });
     }
@@ -244,14 +280,14 @@ async function restorePostgres(input: RestoreInput, opts: DbRestoreOptions): Pro
     steps.push({ action: 'pg_restore', database: name, target, detail: ['pg_restore', ...args, ...(jobs > 1 ? ['-j', String(jobs), '(from a temp file)'] : ['(from stdin)'])].join(' ') });
     if (opts.dryRun) continue;
     if (jobs > 1) await restoreParallel(conn, input.read(item.file), args, jobs, name);
-    else await runTool('pg_restore', args, { env: conn.env(), input: input.read(item.file), what: `pg_restore of database ${name} into ${target}`, failCode: 'RESTORE_FAILED', classify: classifyPg, install: INSTALL });
+    else await runTool(pgTool('pg_restore'), args, { env: conn.env(), input: input.read(item.file), what: `pg_restore of database ${name} into ${target}`, failCode: 'RESTORE_FAILED', classify: classifyPg, install: INSTALL });
   }
   return report;
 }
 
 /** psql over the globals dump; returns the errors that matter ("already exists" is normal). */
 async function applyGlobals(conn: PgConn, sql: AsyncIterable<Buffer>): Promise<string[]> {
-  const r = await runTool('psql', ['-X', '-q', '-v', 'ON_ERROR_STOP=0', '-d', conn.uri(conn.maintenanceDb)], {
+  const r = await runTool(pgTool('psql'), ['-X', '-q', '-v', 'ON_ERROR_STOP=0', '-d', conn.uri(conn.maintenanceDb)], {
     env: conn.env(),
     input: sql,
     stdout: 'ignore',
@@ -317,7 +353,7 @@ async function restoreParallel(conn: PgConn, data: AsyncIterable<Buffer>, args: 
     } finally {
       await fh.close();
     }
-    await runTool('pg_restore', [...args, '-j', String(jobs), file], { env: conn.env(), what: `pg_restore of database ${name}`, failCode: 'RESTORE_FAILED', classify: classifyPg, install: INSTALL });
+    await runTool(pgTool('pg_restore'), [...args, '-j', String(jobs), file], { env: conn.env(), what: `pg_restore of database ${name}`, failCode: 'RESTORE_FAILED', classify: classifyPg, install: INSTALL });
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }
