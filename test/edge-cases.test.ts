@@ -103,3 +103,19 @@ describe('edge cases', () => {
     assert.ok(jsonError(r).message.includes('plainfile'));
   });
 });
+
+describe('heap mode (BULWARK_HEAP)', () => {
+  it('is lean for local repositories, fast when a repository is remote, and can be set', async () => {
+    const { heapMode } = await import('../src/cli/heap-mode.js');
+    assert.equal(heapMode(['backup', '/data', '--repo', '/mnt/repo'], {}), 'lean');
+    assert.equal(heapMode(['restore', 'latest', '--repo', 's3:http://127.0.0.1:9000/b/r'], {}), 'fast');
+    assert.equal(heapMode(['restore', 'latest', '--repo=s3:bucket/r'], {}), 'fast');
+    assert.equal(heapMode(['copy', '--from-repo', '/a', '--to-repo', 's3:bucket/b'], {}), 'fast');
+    assert.equal(heapMode(['snapshots'], { BULWARK_REPO: 's3:bucket/x' }), 'fast');
+    assert.equal(heapMode(['snapshots'], { BULWARK_REPO: 's3:bucket/x', BULWARK_HEAP: 'lean' }), 'lean');
+    assert.equal(heapMode(['backup', '/d'], { BULWARK_HEAP: 'fast' }), 'fast');
+    assert.throws(() => heapMode([], { BULWARK_HEAP: 'huge' }), (e: Error & { code?: string }) => e.code === 'USAGE' && /BULWARK_HEAP/.test(e.message));
+    const r = await runCli(['snapshots', '--json'], { BULWARK_HEAP: 'huge', BULWARK_REPO: '/nonexistent', BULWARK_PASSWORD: 'x' });
+    assert.equal(jsonError(r).code, 'USAGE');
+  });
+});

@@ -107,6 +107,27 @@ export function storageConformance(name: string, make: () => Promise<Storage>, o
       assert.deepEqual(await s.read(h, 123, 0), Buffer.alloc(0));
     });
 
+    test('readInto, where offered: ranges into a caller buffer, exact bytes, SHORT_READ and OBJECT_NOT_FOUND', async (s) => {
+      if (s.readInto === undefined) return;
+      await fresh(s);
+      const h = handle('data');
+      const data = randomBytes(9 * 1024 * 1024 + 3);
+      await s.write(h, data);
+      const into = Buffer.alloc(data.length + 100, 0xee);
+      await s.readInto(h, 0, data.length, into);
+      assert.ok(into.subarray(0, data.length).equals(data), 'whole object');
+      assert.equal(into[data.length], 0xee, 'nothing written past the length');
+      const off = 5 * 1024 * 1024 + 11;
+      const part = Buffer.alloc(2 * 1024 * 1024);
+      await s.readInto(h, off, part.length, part);
+      assert.ok(part.equals(data.subarray(off, off + part.length)), 'ranged');
+      await s.readInto(h, data.length - 1, 1, part);
+      assert.equal(part[0], data[data.length - 1]);
+      await rejectsWith(s.readInto(h, data.length - 5, 10, part), 'SHORT_READ');
+      await rejectsWith(s.readInto(h, data.length + 1, 1, part), 'SHORT_READ');
+      await rejectsWith(s.readInto(handle('data'), 0, 10, part), 'OBJECT_NOT_FOUND');
+    });
+
     test('reading beyond the end is SHORT_READ', async (s) => {
       await fresh(s);
       const h = handle('index');

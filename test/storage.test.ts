@@ -41,6 +41,14 @@ if (cephMissing === undefined) {
   const ceph = await startCeph();
   after(() => stopCeph());
   storageConformance('s3 (Ceph RGW, with the resilience wrappers)', async () => openStorage(bucketUrl(ceph)));
+  describe('s3 behind its wrappers', () => {
+    it('offers ranged reads into caller buffers and asks for 8 MiB reads (restore)', () => {
+      const s = openStorage(bucketUrl(ceph));
+      assert.equal(typeof s.readInto, 'function');
+      assert.equal(s.readSize, 8 * 1024 * 1024);
+      assert.equal(openStorage(path.join(os.tmpdir(), 'x')).readSize, undefined);
+    });
+  });
 } else {
   describe('storage conformance: s3', () => {
     it('runs against a local Ceph RGW', { skip: cephMissing }, () => undefined);

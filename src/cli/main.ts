@@ -9,11 +9,11 @@ import { commands } from './commands/index.js';
 import type { Values } from './command.js';
 import { Context } from './context.js';
 import { Exit, exitFor } from './exit-codes.js';
+import { heapMode } from './heap-mode.js';
 
 // Small young-generation semi-spaces: the main thread allocates many short-lived objects, and
 // V8's default 16 MiB semi-spaces would grow the resident set for no speed gain here.
 setFlagsFromString('--max-semi-space-size=1');
-setFlagsFromString('--optimize-for-size');
 // Restore creates directories with many mkdir calls in flight; libuv's default of 4 pool threads is too few
 // on filesystems where creating a file takes hundreds of microseconds.
 process.env['UV_THREADPOOL_SIZE'] ??= '16';
@@ -45,6 +45,7 @@ function help(): string {
 export async function main(argv: string[]): Promise<number> {
   let json = argv.includes('--json');
   try {
+    if (heapMode(argv) === 'lean') setFlagsFromString('--optimize-for-size');
     const name = argv.find((a, i) => !a.startsWith('-') && !(i > 0 && ['--repo', '-r', '--password-file', '--config', '-c'].includes(argv[i - 1]!)));
     if (name === undefined || name === 'help') {
       process.stdout.write(help() + '\n');

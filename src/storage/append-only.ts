@@ -45,8 +45,9 @@ export class AppendOnlyStorage implements Storage {
 
 // tempDir/adopt are optional: expose them only when the wrapped storage has them.
 export function appendOnly(inner: Storage): Storage {
-  const s = new AppendOnlyStorage(inner) as AppendOnlyStorage & Partial<Pick<Storage, 'tempDir' | 'adopt'>> & { readSize?: number };
+  const s = new AppendOnlyStorage(inner) as AppendOnlyStorage & Partial<Pick<Storage, 'tempDir' | 'adopt' | 'readInto'>> & { readSize?: number };
   if (inner.readSize !== undefined) s.readSize = inner.readSize;
+  if (inner.readInto !== undefined) s.readInto = (h, offset, length, into) => inner.readInto!(h, offset, length, into);
   if (inner.tempDir !== undefined) s.tempDir = () => inner.tempDir!();
   if (inner.adopt !== undefined) s.adopt = (h, file) => inner.adopt!(h, file);
   return s;

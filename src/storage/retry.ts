@@ -71,6 +71,7 @@ export class RetryStorage implements Storage {
   readonly readSize?: number;
   readonly tempDir?: () => string;
   readonly adopt?: (h: Handle, file: string) => Promise<void>;
+  readonly readInto?: (h: Handle, offset: number, length: number, into: Uint8Array) => Promise<void>;
 
   constructor(
     private readonly inner: Storage,
@@ -86,6 +87,14 @@ export class RetryStorage implements Storage {
     if (inner.adopt !== undefined) {
       const ad = inner.adopt.bind(inner);
       this.adopt = (h, file) => this.adoptWithRetry(ad, h, file);
+    }
+    if (inner.readInto !== undefined) {
+      const ri = inner.readInto.bind(inner);
+      // A failed attempt may have filled part of `into`; the next attempt overwrites all of it.
+      this.readInto = async (h, offset, length, into) => {
+        await this.run('read', () => ri(h, offset, length, into));
+        opCounters('read').bytes += length;
+      };
     }
   }
 

@@ -103,6 +103,7 @@ export class LimitStorage implements Storage {
   readonly readSize?: number;
   readonly tempDir?: () => string;
   readonly adopt?: (h: Handle, file: string) => Promise<void>;
+  readonly readInto?: (h: Handle, offset: number, length: number, into: Uint8Array) => Promise<void>;
   private readonly sem: Semaphore;
   private readonly up: TokenBucket | undefined;
   private readonly down: TokenBucket | undefined;
@@ -119,6 +120,14 @@ export class LimitStorage implements Storage {
     if (inner.tempDir !== undefined) {
       const td = inner.tempDir.bind(inner);
       this.tempDir = () => td();
+    }
+    if (inner.readInto !== undefined) {
+      const ri = inner.readInto.bind(inner);
+      this.readInto = (h, offset, length, into) =>
+        this.sem.run(async () => {
+          await ri(h, offset, length, into);
+          if (this.down !== undefined) await this.down.take(length);
+        });
     }
     if (inner.adopt !== undefined) {
       const ad = inner.adopt.bind(inner);
