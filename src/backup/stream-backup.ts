@@ -23,6 +23,7 @@ import { encodeTree, type TreeNode } from '../tree/node.js';
 import { VERSION } from '../version.js';
 import { registerTempDir, releaseTempDir } from '../sources/temp-dirs.js';
 import { safeUser } from './backup.js';
+import { ringOpened } from '../worker/byte-ring.js';
 import { WorkerPool } from './worker-pool.js';
 
 /**
@@ -175,7 +176,7 @@ type Captured = { content: Buffer[]; size: number; meta: Record<string, unknown>
 async function captureAll(pool: WorkerPool, dir: string, items: StreamItem[], parallel: number): Promise<Captured[]> {
   // Every item's pipe at once: one mkfifo process instead of one per item.
   const fifos = items.map((_, i) => path.join(dir, `pipe-${i}`));
-  execFileSync('mkfifo', ['-m', '600', ...fifos], { env: { PATH: process.env['PATH'] ?? '/usr/bin:/bin' } });
+  if (fifos.length > 0) execFileSync('mkfifo', ['-m', '600', ...fifos], { env: { PATH: process.env['PATH'] ?? '/usr/bin:/bin' } });
   const out: Captured[] = new Array(items.length);
   const stop = new AbortController();
   let failure: unknown;
@@ -197,40 +198,51 @@ async function captureAll(pool: WorkerPool, dir: string, items: StreamItem[], pa
 }
 
 /**
- * Runs one producer into its named pipe (made by captureAll) while a chunk worker reads it. The
- * write end is opened (in the thread pool) only once the pump thread has opened the read end: a
- * FIFO open blocks until both sides are there, so the producer cannot finish and close its end
- * before the reader opens, which would leave the reader waiting forever for a writer.
+ * Runs one producer into its named pipe (made by captureAll) while a pump thread reads it into a
+ * chunk worker's ring. The pipe is first opened read-write, which on Linux never blocks and makes
+ * this process a reader and a writer at once: the producer's write end then opens at once, and the
+ * pump's read open can never wait forever for a writer, whatever happens to the workers. The
+ * read-write descriptor is closed as soon as the pump has its end open (or has given up), so the
+ * producer closing its end is what ends the stream; until then it also keeps anything the producer
+ * already wrote from being discarded.
  */
 async function captureItem(pool: WorkerPool, fifo: string, item: StreamItem, stop: AbortSignal): Promise<Captured> {
-  if (stop.aborted) throw new BulwarkError('DUMP_FAILED', `capture of ${item.name} stopped: another stream failed`, { subject: item.name });
+  const stopped = (): BulwarkError => new BulwarkError('DUMP_FAILED', `capture of ${item.name} stopped: another stream failed`, { subject: item.name });
+  if (stop.aborted) throw stopped();
   if (!pool.tryAcquire()) await pool.acquire();
-  const saved = pool.saveStream(fifo);
-  const opening = fs.promises.open(fifo, fs.constants.O_WRONLY);
-  const first = await Promise.race([opening.then(() => 'open' as const), saved.then(() => 'saved' as const)]);
-  if (first === 'saved') {
-    // The worker failed before opening the pipe: unblock our pending open, then report.
-    const unblock = fs.openSync(fifo, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK);
-    await (await opening).close();
-    closeQuietly(unblock);
-    const r = await saved;
-    throw new BulwarkError('DUMP_FAILED', `reading the stream for ${item.name} failed: ${r.err?.message ?? 'worker stopped'}`, { subject: item.name });
+  const { saved, ring } = pool.saveStream(fifo);
+  let rdwr: number | undefined = fs.openSync(fifo, fs.constants.O_RDWR);
+  const release = (): void => {
+    if (rdwr !== undefined) closeQuietly(rdwr);
+    rdwr = undefined;
+  };
+  let wfd: number;
+  try {
+    wfd = fs.openSync(fifo, fs.constants.O_WRONLY);
+  } catch (err) {
+    release();
+    throw err;
   }
-  const fh = await opening;
+  // The pool marks the ring when the pump opens the pipe, fails to, or exits: this always ends.
+  const pumpReady = (async () => {
+    while (ringOpened(ring) === 0) await new Promise((r) => setTimeout(r, 2));
+    release();
+  })();
   let closed = false;
-  const close = async (): Promise<void> => {
+  const close = (): void => {
     if (!closed) {
       closed = true;
-      await fh.close();
+      closeQuietly(wfd);
     }
   };
   const abort = new AbortController();
-  // Another item's failure stops this producer too.
+  // Another item's failure stops this producer too (also if it came before the listener).
   const onStop = (): void => abort.abort();
   stop.addEventListener('abort', onStop, { once: true });
+  if (stop.aborted) abort.abort();
   try {
     // The producer writes to (or hands its child) the write end; closing it is the end of stream.
-    const produced = item.produce(fh.fd, abort.signal).finally(close);
+    const produced = item.produce(wfd, abort.signal).finally(close);
     produced.catch(() => undefined);
     // If the repository side fails first, the worker stops reading and the producer would block on
     // a full pipe forever: stop the producer, then report the repository's error.
@@ -241,11 +253,12 @@ async function captureItem(pool: WorkerPool, fifo: string, item: StreamItem, sto
       throw pool.error ?? new BulwarkError('DUMP_FAILED', `reading the stream for ${item.name} failed: ${r.err.message}`, { subject: item.name });
     }
     const meta = await produced;
-    if (stop.aborted) throw new BulwarkError('DUMP_FAILED', `capture of ${item.name} stopped: another stream failed`, { subject: item.name });
+    if (stop.aborted) throw stopped();
     return { content: r.content, size: r.size, meta: meta ?? {} };
   } finally {
     stop.removeEventListener('abort', onStop);
-    await close();
+    close();
+    await pumpReady;
   }
 }
 

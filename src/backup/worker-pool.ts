@@ -8,7 +8,7 @@ import { Worker } from 'node:worker_threads';
 import { BlobType } from '../pack/blob-index.js';
 import type { Packer } from '../pack/packer.js';
 import type { Repository } from '../repo/repository.js';
-import { createRing, RingWriter } from '../worker/byte-ring.js';
+import { createRing, RingWriter, ringOpened } from '../worker/byte-ring.js';
 import type { FileJob, ResultMsg, ToWorker, WorkerInit } from '../worker/protocol.js';
 import type { PumpInit } from '../worker/pump-worker.js';
 
@@ -115,20 +115,24 @@ export class WorkerPool {
   /**
    * Queues a stream, a named pipe (after taking a place): a pump thread of its own reads the pipe
    * into a shared ring that the chunk worker consumes, so the pipe's writer keeps going while the
-   * worker cuts, hashes and seals. Resolves like `save` once the stream has ended and its chunks
-   * are handed over.
+   * worker cuts, hashes and seals. `saved` resolves like `save` once the stream has ended and its
+   * chunks are handed over; `ring` tells when the pump has opened the pipe (ringOpened).
    */
-  saveStream(path: string): Promise<FileResult> {
+  saveStream(path: string): { saved: Promise<FileResult>; ring: SharedArrayBuffer } {
     const ring = createRing(STREAM_RING_BYTES);
     const init: PumpInit = { path, ring };
     const pump = new Worker(new URL('../worker/pump-worker.js', import.meta.url), { workerData: init, resourceLimits: { maxYoungGenerationSizeMb: 1 } });
     this.pumps.add(pump);
-    pump.on('exit', () => this.pumps.delete(pump));
+    pump.on('exit', () => {
+      this.pumps.delete(pump);
+      // A pump stopped before it opened the pipe: the capture must not wait for it any longer.
+      if (ringOpened(ring) === 0) new RingWriter(ring).opened(false);
+    });
     // The pump reports its own read errors through the ring; this is for a thread that died.
     pump.on('error', (err: unknown) => new RingWriter(ring).fail({ code: 'EPIPELINE', message: `stream reader failed: ${err instanceof Error ? err.message : String(err)}` }));
     const saved = new Promise<FileResult>((resolve) => this.batch.push({ job: { path, ring }, ids: [], resolve }));
     this.flushBatch();
-    return saved;
+    return { saved, ring };
   }
 
   /** Sends the partly filled batch; call before awaiting results. */

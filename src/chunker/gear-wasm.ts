@@ -45,7 +45,9 @@ export class WasmChunkBuffer {
     const have = memory.buffer.byteLength / PAGE;
     if (need > have) memory.grow(need - have);
     // The memory never grows again, so these views stay valid.
-    new Int32Array(memory.buffer, 0, 256).set(chunker.gearTable);
+    // WebAssembly memory is little-endian whatever the host's byte order.
+    const table = new DataView(memory.buffer, 0, GEAR_BYTES);
+    chunker.gearTable.forEach((v, i) => table.setInt32(i * 4, v, true));
     this.buf = Buffer.from(memory.buffer, GEAR_BYTES, size);
     this.cutFn = instance.exports['cut'] as WasmChunkBuffer['cutFn'];
   }

@@ -111,6 +111,10 @@ process.on('SIGTERM', () => process.exit(143));
 main(process.argv.slice(2)).then(
   (code) => {
     process.exitCode = code;
+    // A failed command has reported and cleaned up; work it started in the background and no
+    // longer needs (a repository still opening while the database was found unreachable, say)
+    // must not keep the process alive.
+    if (code !== Exit.OK) setTimeout(() => process.exit(code), 1000).unref();
   },
   (err: unknown) => {
     process.exitCode = report(err, false);

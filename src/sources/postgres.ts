@@ -30,8 +30,10 @@ const resolvedTools = new Map<string, string>();
  * is used as found.
  */
 export function pgTool(name: string): string {
+  // PGCLUSTER (and the wrapper's own configuration) pick a version on purpose: leave it to them.
+  if (process.env['PGCLUSTER'] !== undefined) return name;
   let tool = resolvedTools.get(name);
-  if (tool !== undefined) return tool;
+  if (tool !== undefined && (tool === name || executable(tool))) return tool;
   tool = name;
   const onPath = findTool([name]);
   try {
@@ -39,11 +41,7 @@ export function pgTool(name: string): string {
       const versions = fs.readdirSync('/usr/lib/postgresql').filter((v) => /^\d+$/.test(v)).sort((a, b) => Number(b) - Number(a));
       for (const v of versions) {
         const real = `/usr/lib/postgresql/${v}/bin/${name}`;
-        try {
-          fs.accessSync(real, fs.constants.X_OK);
-        } catch {
-          continue;
-        }
+        if (!executable(real)) continue;
         tool = real;
         break;
       }
@@ -53,6 +51,15 @@ export function pgTool(name: string): string {
   }
   resolvedTools.set(name, tool);
   return tool;
+}
+
+function executable(file: string): boolean {
+  try {
+    fs.accessSync(file, fs.constants.X_OK);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 interface DbInfo {

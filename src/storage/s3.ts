@@ -503,8 +503,8 @@ export class S3Storage implements Storage {
         throw shortRead(h, offset, length, 0);
       }
       if (res.ContentRange === undefined && offset > 0) {
-        // The server ignored the range: fall back to the general path, which handles that.
-        res.Body?.transformToByteArray().catch(() => undefined);
+        // The server ignored the range: drop this response and fall back to the general path.
+        (res.Body as unknown as { destroy?: () => void } | undefined)?.destroy?.();
         into.set(await this.read(h, offset, length));
         return;
       }

@@ -20,7 +20,11 @@ function errInfo(err: unknown): { code: string; message: string } {
 
 let fd: number | undefined;
 try {
-  fd = fs.openSync(init.path, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW);
+  try {
+    fd = fs.openSync(init.path, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW);
+  } finally {
+    ring.opened(fd !== undefined);
+  }
   const from = fd;
   while (ring.produce((buf, off, len) => fs.readSync(from, buf, off, len, null)));
   ring.end();
