@@ -11,7 +11,7 @@ import os from "node:os";
 import { join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
-import { measure, must, run, type Measurement } from "./exec.js";
+import { measure, must, run, runMain, type Measurement } from "./exec.js";
 
 const PGBIN = "/usr/lib/postgresql/15/bin";
 const BULWARK = process.env["BENCH_BULWARK_MAIN"] ?? fileURLToPath(new URL("../src/cli/main.js", import.meta.url));
@@ -264,12 +264,4 @@ async function main(): Promise<number> {
   }
 }
 
-main().then(
-  (code) => {
-    process.exitCode = code;
-  },
-  (err: unknown) => {
-    console.error(err instanceof Error ? (err.stack ?? err.message) : err);
-    process.exitCode = 1;
-  },
-);
+runMain(main);

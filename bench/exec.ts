@@ -140,3 +140,16 @@ function parseTime(text: string): Omit<Measurement, "ok" | "error"> | undefined 
   if (fields.some((n) => !Number.isFinite(n))) return undefined;
   return { wallS, maxRssKiB, userS, sysS };
 }
+
+/** Runs a benchmark's main: its result is the exit code, a throw prints the stack and exits 1. */
+export function runMain(main: () => Promise<number>): void {
+  main().then(
+    (code) => {
+      process.exitCode = code;
+    },
+    (err: unknown) => {
+      console.error(err instanceof Error ? (err.stack ?? err.message) : err);
+      process.exitCode = 1;
+    },
+  );
+}

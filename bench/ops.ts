@@ -9,7 +9,7 @@ import * as fs from "node:fs";
 import { join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
-import { measure, type Measurement } from "./exec.js";
+import { measure, runMain, type Measurement } from "./exec.js";
 
 const BULWARK = process.env["BENCH_BULWARK_MAIN"] ?? fileURLToPath(new URL("../src/cli/main.js", import.meta.url));
 const TARGET = 0.7;
@@ -121,12 +121,4 @@ async function main(): Promise<number> {
   return 0;
 }
 
-main().then(
-  (code) => {
-    process.exitCode = code;
-  },
-  (err: unknown) => {
-    console.error(err instanceof Error ? (err.stack ?? err.message) : err);
-    process.exitCode = 1;
-  },
-);
+runMain(main);

@@ -4,7 +4,7 @@ import { mkdir, writeFile } from "node:fs/promises";
 import os from "node:os";
 import { join } from "node:path";
 import { STEP_NAMES, USAGE, layout, parseOptions, type Layout, type Options, type StepName, type ToolName } from "./config.js";
-import { killRunning } from "./exec.js";
+import { killRunning, runMain } from "./exec.js";
 import { ensureSources, resetWork, workHolds } from "./data.js";
 import { summarize } from "./fsutil.js";
 import { lockDataDir } from "./lock.js";
@@ -119,12 +119,4 @@ for (const sig of ["SIGINT", "SIGTERM"] as const) {
   });
 }
 
-main().then(
-  (code) => {
-    process.exitCode = code;
-  },
-  (err: unknown) => {
-    console.error(err instanceof Error ? (err.stack ?? err.message) : err);
-    process.exitCode = 1;
-  },
-);
+runMain(main);

@@ -275,3 +275,26 @@ describe('PostgreSQL with password authentication (own cluster)', () => {
     }
   });
 });
+
+describe('PostgreSQL client tools', () => {
+  test('pg_wrapper is bypassed for the newest installed client; PGCLUSTER leaves the choice to it', async () => {
+    const { pgTool } = await import('../src/sources/postgres.js');
+    const onPath = spawnSync('sh', ['-c', 'readlink -f "$(command -v pg_dump)"'], { encoding: 'utf8' }).stdout.trim();
+    const versions = fs.existsSync('/usr/lib/postgresql') ? fs.readdirSync('/usr/lib/postgresql').filter((v) => /^\d+$/.test(v)) : [];
+    const saved = process.env['PGCLUSTER'];
+    try {
+      delete process.env['PGCLUSTER'];
+      if (path.basename(onPath) === 'pg_wrapper' && versions.length > 0) {
+        const newest = versions.sort((a, b) => Number(b) - Number(a))[0]!;
+        assert.equal(pgTool('pg_dump'), `/usr/lib/postgresql/${newest}/bin/pg_dump`);
+      } else {
+        assert.equal(pgTool('pg_dump'), 'pg_dump', 'anything but the wrapper is used as found on PATH');
+      }
+      process.env['PGCLUSTER'] = '15/main';
+      assert.equal(pgTool('pg_dump'), 'pg_dump');
+    } finally {
+      if (saved === undefined) delete process.env['PGCLUSTER'];
+      else process.env['PGCLUSTER'] = saved;
+    }
+  });
+});

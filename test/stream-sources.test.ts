@@ -109,3 +109,47 @@ describe('stream backups with several producers', () => {
     assert.equal((await listSnapshots(repo)).length, 1);
   });
 });
+
+describe('chunk workers and the size the walk saw', () => {
+  let dir: string;
+  before(() => {
+    dir = tmpdir('bulwark-sizehint-');
+  });
+  after(() => rmrf(dir));
+
+  test('a file is read to its end whatever size was expected (grown, shrunk, unknown)', async () => {
+    const fs = await import('node:fs');
+    const { createHash } = await import('node:crypto');
+    const { Repository } = await import('../src/repo/repository.js');
+    const { LocalStorage } = await import('../src/storage/local.js');
+    const { Packer } = await import('../src/pack/packer.js');
+    const { WorkerPool } = await import('../src/backup/worker-pool.js');
+    const storage = new LocalStorage(path.join(dir, 'repo'));
+    await Repository.init(storage, 'pw', { kdf: { N: 1024, r: 8, p: 1 } });
+    const repo = await Repository.open(storage, 'pw');
+    await repo.loadIndex();
+    let pool: InstanceType<typeof WorkerPool> | undefined;
+    const packer = new Packer(repo, (n) => pool?.release(n));
+    pool = new WorkerPool(repo, packer, 1);
+    const file = path.join(dir, 'data.bin');
+    const data = (await import('node:crypto')).randomBytes(3 * 1024 * 1024 + 17);
+    fs.writeFileSync(file, data);
+    try {
+      for (const hint of [1000, 0, data.length, 50 * 1024 * 1024, undefined]) {
+        await pool.acquire();
+        const r = await pool.save(file, hint);
+        assert.equal(r.err, undefined);
+        assert.equal(r.size, data.length, `size hint ${String(hint)}`);
+        assert.ok(r.content.length >= 1 && r.content.every((id) => packer.has(id)), 'every chunk handed to the packer');
+      }
+      await packer.flush();
+      // The stored chunks put together are the file.
+      await pool.acquire();
+      const r = await pool.save(file, 10);
+      const back = Buffer.concat(await Promise.all(r.content.map((id) => repo.readBlob(id))));
+      assert.equal(createHash('sha256').update(back).digest('hex'), createHash('sha256').update(data).digest('hex'));
+    } finally {
+      await pool.close();
+    }
+  });
+});

@@ -1,9 +1,10 @@
 // Stream backups: snapshots whose files are the output of producers (a database dump tool, a
-// replication stream, stdin) rather than files on disk. Each producer writes into a named pipe that
-// a chunk worker reads like any file, so streams get the same multi-core chunk/hash/compress/seal
-// pipeline as files, with the same backpressure: when the repository falls behind, the workers stop
-// reading, the pipe fills, and the producer blocks in write(). Nothing is buffered in temp files and
-// memory stays bounded whatever the stream's size.
+// replication stream, stdin) rather than files on disk. Each producer writes into a named pipe; a
+// pump thread reads the pipe into a shared ring that a chunk worker consumes like a file, so streams
+// get the same multi-core chunk/hash/compress/seal pipeline as files, with the same backpressure:
+// when the repository falls behind, the worker stops reading, the ring and then the pipe fill, and
+// the producer blocks in write(). Nothing is buffered in temp files and memory stays bounded
+// whatever the stream's size.
 //
 // A producer that fails (non-zero exit, killed, connection lost) fails the whole run before the
 // snapshot document is written, so a broken dump never looks like a good snapshot. Blobs it already
