@@ -128,24 +128,25 @@ describe('chunk workers and the size the walk saw', () => {
     await Repository.init(storage, 'pw', { kdf: { N: 1024, r: 8, p: 1 } });
     const repo = await Repository.open(storage, 'pw');
     await repo.loadIndex();
-    let pool: InstanceType<typeof WorkerPool> | undefined;
-    const packer = new Packer(repo, (n) => pool?.release(n));
-    pool = new WorkerPool(repo, packer, 1);
+    const packer = new Packer(repo);
+    const pool = new WorkerPool(repo, packer, 1);
     const file = path.join(dir, 'data.bin');
     const data = (await import('node:crypto')).randomBytes(3 * 1024 * 1024 + 17);
     fs.writeFileSync(file, data);
     try {
       for (const hint of [1000, 0, data.length, 50 * 1024 * 1024, undefined]) {
         await pool.acquire();
-        const r = await pool.save(file, hint);
+        const r = await pool.save(hint === undefined ? { path: file } : { path: file, size: hint });
         assert.equal(r.err, undefined);
         assert.equal(r.size, data.length, `size hint ${String(hint)}`);
-        assert.ok(r.content.length >= 1 && r.content.every((id) => packer.has(id)), 'every chunk handed to the packer');
+        assert.ok(r.content.length >= 1, 'chunks reported');
+        await pool.flush();
+        await packer.flush();
+        assert.ok(r.content.every((id) => repo.index.has(id)), 'every chunk stored and indexed');
       }
-      await packer.flush();
       // The stored chunks put together are the file.
       await pool.acquire();
-      const r = await pool.save(file, 10);
+      const r = await pool.save({ path: file, size: 10 });
       const back = Buffer.concat(await Promise.all(r.content.map((id) => repo.readBlob(id))));
       assert.equal(createHash('sha256').update(back).digest('hex'), createHash('sha256').update(data).digest('hex'));
     } finally {

@@ -13,10 +13,11 @@ import type { BlobCodec } from '../pack/blob-codec.js';
 import type { Packer } from '../pack/packer.js';
 import type { Repository } from '../repo/repository.js';
 import type { SnapshotSummary } from '../snapshot/snapshot.js';
-import { encodeTree, statNode, type TreeNode } from '../tree/node.js';
+import { encodeTree, fileNode, statNode, type TreeNode } from '../tree/node.js';
 import { loadTree } from '../tree/tree-reader.js';
+import type { FileJob, PrevFile } from '../worker/protocol.js';
 import type { Excluder } from './exclude.js';
-import type { WorkerPool } from './worker-pool.js';
+import type { FileResult, WorkerPool } from './worker-pool.js';
 
 export interface Warning {
   path: string;
@@ -201,7 +202,7 @@ export class Archiver {
 
   private queue(p: string, node: TreeNode, size: number, prev: TreeNode | undefined): Entry {
     this.progress.current = p;
-    const done = this.pool.save(p, size).then((r) => {
+    const done = this.pool.save({ path: p, size }).then((r) => {
       if (r.err !== undefined) {
         this.warn(p, r.err.code, r.err.message);
         return null;
@@ -217,19 +218,70 @@ export class Archiver {
     return { done };
   }
 
+  /** What a worker compares a listed file with: the parent's node, if all its blobs are stored. */
+  private prevFile(prev: TreeNode | undefined): PrevFile | undefined {
+    if (prev === undefined || prev.type !== 'file' || prev.content === undefined || prev.size === undefined) return undefined;
+    if (!prev.content.every((h) => this.repo.index.hasHex(h))) return undefined;
+    return { size: prev.size, mtime: prev.mtime, ctime: prev.ctime, inode: prev.inode };
+  }
+
+  /** Queues a file seen only in a directory listing; the worker stats it (see FileJob.stat). */
+  private listedFile(p: string, name: string, prev: TreeNode | undefined): Entry | Promise<Entry> {
+    const job: FileJob = { path: p, stat: true };
+    const pf = this.prevFile(prev);
+    if (pf !== undefined) job.prev = pf;
+    if (this.pool.tryAcquire()) return this.queueListed(job, name, prev);
+    return this.pool.acquire().then(() => this.queueListed(job, name, prev));
+  }
+
+  private queueListed(job: FileJob, name: string, prev: TreeNode | undefined): Entry {
+    this.progress.current = job.path;
+    return { done: this.pool.save(job).then((r) => this.listedResult(r, job.path, name, prev)) };
+  }
+
+  private async listedResult(r: FileResult, p: string, name: string, prev: TreeNode | undefined): Promise<TreeNode | null> {
+    if (r.retype === true) {
+      // Replaced by something else since the listing: look at it like any other entry.
+      let e = this.entry(p, name, prev);
+      if (e instanceof Promise) e = await e;
+      return e.done;
+    }
+    if (r.err !== undefined || r.stats === undefined || r.statAt === undefined) {
+      this.warn(p, r.err?.code ?? 'EIO', r.err?.message ?? 'no stat from the chunk worker');
+      return null;
+    }
+    const node = fileNode(name, r.stats, r.statAt, r.exact);
+    if (r.unchanged === true && prev?.content !== undefined && prev.size !== undefined) {
+      node.size = prev.size;
+      node.content = prev.content;
+      this.stats.filesUnmodified++;
+    } else {
+      node.size = r.size;
+      node.content = r.content.map((b) => b.toString('hex'));
+      if (prev === undefined) this.stats.filesNew++;
+      else this.stats.filesChanged++;
+    }
+    this.progress.files++;
+    this.progress.bytes += node.size;
+    return node;
+  }
+
   private async dir(p: string, node: TreeNode, prev: TreeNode | undefined): Promise<{ done: Promise<TreeNode> }> {
     const parent = await this.parentNodes(prev?.type === 'dir' ? prev.subtree : undefined);
-    let names: string[] = [];
+    let listing: fs.Dirent[] = [];
     try {
-      names = fs.readdirSync(p).sort();
+      listing = fs.readdirSync(p, { withFileTypes: true }).sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
     } catch (err) {
       this.warn(p, sysCode(err) ?? 'EIO', err instanceof Error ? err.message : String(err));
     }
     const pending: Array<Promise<TreeNode | null> | TreeNode | null> = [];
-    for (const name of names) {
+    for (const d of listing) {
+      const name = d.name;
       const child = p === '/' ? `/${name}` : `${p}/${name}`;
       if (!this.excluder.empty && this.excluder.excluded(child)) continue;
-      let e = this.entry(child, name, parent?.get(name));
+      // Regular files (most entries) go to the chunk workers unstat'ed: they stat them there, off
+      // this thread, and read them only if they differ from the parent snapshot's node.
+      let e = d.isFile() ? this.listedFile(child, name, parent?.get(name)) : this.entry(child, name, parent?.get(name));
       if (e instanceof Promise) e = await e;
       pending.push(e.done);
     }

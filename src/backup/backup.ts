@@ -53,14 +53,13 @@ async function backupLocked(repo: Repository, opts: BackupOptions, lock: Lock): 
   let totals = { files: 0, bytes: 0 };
   let packer: Packer;
   {
-    let pool: WorkerPool | undefined;
-    packer = new Packer(repo, (n) => pool?.release(n));
-    pool = new WorkerPool(repo, packer, opts.threads);
+    packer = new Packer(repo);
+    const pool = new WorkerPool(repo, packer, opts.threads);
     const archiver = new Archiver(repo, packer, pool, new Excluder(opts.excludes ?? []), repo.newCodec());
     const timer = opts.onProgress === undefined ? undefined : setInterval(() => opts.onProgress?.(archiver.progress), 250);
     try {
       tree = await archiver.archiveTrie(buildTrie(paths), '/', parent?.tree);
-      if (pool.error !== undefined) throw pool.error;
+      await pool.flush();
       await packer.flush();
     } catch (err) {
       await packer.drain();

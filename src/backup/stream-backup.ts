@@ -87,9 +87,8 @@ async function streamLocked(repo: Repository, opts: StreamBackupOptions, lock: L
   const start = new Date();
   await repo.loadIndex();
   await recoverPacks(repo);
-  let pool: WorkerPool | undefined;
-  const packer = new Packer(repo, (n) => pool?.release(n));
-  pool = new WorkerPool(repo, packer, opts.threads ?? 2);
+  const packer = new Packer(repo);
+  const pool = new WorkerPool(repo, packer, opts.threads ?? 2);
   const dir = registerTempDir(fs.mkdtempSync(path.join(tmpdir(), 'bulwark-stream-')));
   const nodes: TreeNode[] = [];
   const results: StreamItemResult[] = [];
@@ -116,6 +115,7 @@ async function streamLocked(repo: Repository, opts: StreamBackupOptions, lock: L
       results.push({ name: item.name, size: r.size, meta: r.meta });
       opts.onItem?.(item.name, r.size);
     }
+    await pool.flush();
     blobsBefore = packer.stats.blobsAdded;
     nodes.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
     const treeData = encodeTree(nodes);

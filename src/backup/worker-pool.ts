@@ -1,22 +1,35 @@
-// Main-thread side of the chunk workers: batches file jobs, spreads them over the workers, hands
-// sealed blobs to the Packer as they arrive, and resolves one promise per file with its chunk list.
-// Memory stays bounded two ways: at most `maxQueued` files are queued or in flight (callers await
-// `acquire()`), and workers block when sealed bytes not yet stored exceed `inflightLimit`.
-import { availableParallelism } from 'node:os';
-import { BulwarkError } from '../errors.js';
+// Main-thread side of the chunk workers: batches file jobs, spreads them over the workers, resolves
+// one promise per file with its chunk list, and stores the data packs the workers finish (through
+// the Packer, which indexes them). Memory stays bounded two ways: at most `maxQueued` files are
+// queued or in flight (callers await `acquire()`), and workers block while more than
+// `maxPacksWaiting` finished packs wait to be stored.
+import { randomBytes } from 'node:crypto';
+import * as fs from 'node:fs';
+import { availableParallelism, tmpdir } from 'node:os';
+import * as path from 'node:path';
+import { BulwarkError, type ErrorCode } from '../errors.js';
 import { Worker } from 'node:worker_threads';
-import { BlobType } from '../pack/blob-index.js';
+import { BlobType, ID_LEN } from '../pack/blob-index.js';
+import { createClaimSet } from '../pack/claim-set.js';
+import type { PackBlob } from '../pack/formats.js';
 import type { Packer } from '../pack/packer.js';
 import type { Repository } from '../repo/repository.js';
 import { createRing, RingWriter, ringOpened } from '../worker/byte-ring.js';
-import type { FileJob, ResultMsg, ToWorker, WorkerInit } from '../worker/protocol.js';
+import type { FileJob, FromWorker, PackMsg, ResultMsg, ToWorker, WorkerInit } from '../worker/protocol.js';
 import type { PumpInit } from '../worker/pump-worker.js';
 
 export interface FileResult {
   content: Buffer[];
   size: number;
-  /** Number of chunks that were new to the repository. */
   err?: { code: string; message: string };
+  /** For a `stat` job: the packed stat (see tree/node fileNode) at `statAt`, and the exact IDs of a multi-link file. */
+  stats?: Float64Array;
+  statAt?: number;
+  exact?: { inode: string; dev: string };
+  /** The file matched the job's `prev` and was not read. */
+  unchanged?: true;
+  /** The entry is no longer a regular file. */
+  retype?: true;
 }
 
 interface Pending {
@@ -36,8 +49,13 @@ const STREAM_RING_BYTES = 4 * 1024 * 1024;
 
 export class WorkerPool {
   private readonly slots: Slot[] = [];
-  private readonly inflight = new SharedArrayBuffer(4);
-  private readonly inflightView = new Int32Array(this.inflight);
+  private readonly packsWaiting = new SharedArrayBuffer(4);
+  private readonly packsWaitingView = new Int32Array(this.packsWaiting);
+  private readonly claims = createClaimSet();
+  private readonly tmpDir: string;
+  /** Name prefix of this pool's temp packs (removed by `close` if a failure left any). */
+  private readonly packPrefix = `pack-${randomBytes(6).toString('hex')}-`;
+  private flushWaiters: Array<() => void> = [];
   private batch: Pending[] = [];
   private nextBatch = 1;
   private queued = 0;
@@ -50,36 +68,83 @@ export class WorkerPool {
     private readonly packer: Packer,
     private readonly threads = Math.max(1, availableParallelism()),
     private readonly maxQueued = 256,
-  ) {}
+  ) {
+    this.tmpDir = repo.storage.tempDir?.() ?? tmpdir();
+  }
 
   /** Workers start with the first file to read, so a backup with nothing changed starts none. */
   private start(): void {
     const repo = this.repo;
-    const init: WorkerInit = {
-      encKey: repo.keys.enc,
-      idKey: repo.keys.id,
-      gear: repo.keys.gear,
-      chunker: repo.config.chunker,
-      level: repo.config.compression,
-      index: repo.index.shared(),
-      inflight: this.inflight,
-      inflightLimit: 4 * repo.config.chunker.max,
-    };
     const url = new URL('../worker/chunk-worker.js', import.meta.url);
     for (let i = 0; i < this.threads; i++) {
+      const init: WorkerInit = {
+        encKey: repo.keys.enc,
+        idKey: repo.keys.id,
+        gear: repo.keys.gear,
+        chunker: repo.config.chunker,
+        level: repo.config.compression,
+        index: repo.index.shared(),
+        claims: this.claims,
+        tmpDir: this.tmpDir,
+        packPrefix: `${this.packPrefix}w${i}-`,
+        packSize: repo.config.packSize,
+        packsWaiting: this.packsWaiting,
+        maxPacksWaiting: this.threads + 2,
+      };
       const worker = new Worker(url, { workerData: init, resourceLimits: { maxYoungGenerationSizeMb: 4 } });
       const slot: Slot = { worker, batches: new Map() };
-      worker.on('message', (m: ResultMsg) => this.onResult(slot, m));
+      worker.on('message', (m: FromWorker) => this.onMessage(slot, m));
       worker.on('error', (err: unknown) => this.fail(err instanceof Error ? err : new BulwarkError('INTERNAL', `chunk worker failed: ${String(err)}`)));
       this.slots.push(slot);
     }
   }
 
-  /** Bytes released by the Packer once stored (or dropped as duplicates). */
-  release = (bytes: number): void => {
-    Atomics.sub(this.inflightView, 0, bytes);
-    Atomics.notify(this.inflightView, 0);
-  };
+  private onMessage(slot: Slot, m: FromWorker): void {
+    switch (m.t) {
+      case 'res':
+        this.onResult(slot, m);
+        return;
+      case 'pack':
+        this.onPack(m);
+        return;
+      case 'flushed':
+        this.flushWaiters.shift()?.();
+        return;
+      case 'fail':
+        this.fail(new BulwarkError(m.code as ErrorCode, m.message, { ...(m.subject !== undefined ? { subject: m.subject } : {}), ...(m.hint !== undefined ? { hint: m.hint } : {}) }));
+        return;
+    }
+  }
+
+  /** A worker finished a data pack: store it; the workers may go on once it is stored. */
+  private onPack(m: PackMsg): void {
+    const blobs: PackBlob[] = [];
+    for (let i = 0; i < m.meta.length / 3; i++) {
+      blobs.push({ id: Buffer.from(m.ids.buffer, m.ids.byteOffset + i * ID_LEN, ID_LEN), offset: m.meta[i * 3]!, stored: m.meta[i * 3 + 1]!, raw: m.meta[i * 3 + 2]! });
+    }
+    this.packer.adoptPack(m.file, { id: Buffer.from(m.id), type: BlobType.data, blobs }, () => {
+      Atomics.sub(this.packsWaitingView, 0, 1);
+      Atomics.notify(this.packsWaitingView, 0);
+    });
+  }
+
+  /**
+   * Has every started worker finish its open data pack and hand it over; after this, the Packer's
+   * own flush stores and indexes everything. Throws the pool's failure, if any.
+   */
+  async flush(): Promise<void> {
+    if (this.failure !== undefined) throw this.failure;
+    const answers = this.slots.map(
+      (s) =>
+        new Promise<void>((resolve) => {
+          this.flushWaiters.push(resolve);
+          const msg: ToWorker = { t: 'flush' };
+          s.worker.postMessage(msg);
+        }),
+    );
+    await Promise.all(answers);
+    if (this.failure !== undefined) throw this.failure;
+  }
 
   /** Takes a queue place if one is free right now. */
   tryAcquire(): boolean {
@@ -104,9 +169,9 @@ export class WorkerPool {
   }
 
   /** Queues a file (after taking a place); resolves when all its chunks are handed over. */
-  save(path: string, size?: number): Promise<FileResult> {
+  save(job: FileJob): Promise<FileResult> {
     return new Promise<FileResult>((resolve) => {
-      this.batch.push({ job: size === undefined ? { path } : { path, size }, ids: [], resolve });
+      this.batch.push({ job, ids: [], resolve });
       if (this.batch.length >= BATCH_FILES) this.flushBatch();
       else if (this.batch.length === 1) setImmediate(() => this.flushBatch());
     });
@@ -161,18 +226,18 @@ export class WorkerPool {
     try {
       for (const part of m.parts) {
         const p = files[part.f]!;
-        if (part.blobs.length !== part.raws.length || part.ids.length !== part.raws.length * 32) {
-          throw new BulwarkError('INTERNAL', `chunk worker sent a misaligned result for ${p.job.path}`);
-        }
-        for (let i = 0; i < part.raws.length; i++) {
-          const id = Buffer.from(part.ids.buffer, part.ids.byteOffset + i * 32, 32);
-          p.ids.push(id);
-          const blob = part.blobs[i];
-          if (blob !== null && blob !== undefined) this.packer.add(BlobType.data, id, blob, part.raws[i]!, blob.length);
-        }
+        if (part.ids.length % ID_LEN !== 0) throw new BulwarkError('INTERNAL', `chunk worker sent a misaligned result for ${p.job.path}`);
+        for (let i = 0; i < part.ids.length; i += ID_LEN) p.ids.push(Buffer.from(part.ids.buffer, part.ids.byteOffset + i, ID_LEN));
         if (part.end) {
           const r: FileResult = { content: p.ids, size: part.size ?? 0 };
           if (part.err !== undefined) r.err = part.err;
+          if (part.st !== undefined && m.stats !== undefined) {
+            r.stats = m.stats;
+            r.statAt = part.st;
+          }
+          if (part.exact !== undefined) r.exact = part.exact;
+          if (part.unchanged === true) r.unchanged = true;
+          if (part.retype === true) r.retype = true;
           this.done();
           p.resolve(r);
         }
@@ -191,6 +256,7 @@ export class WorkerPool {
   private fail(err: Error): void {
     this.failure ??= err;
     for (const w of this.waiters.splice(0)) w();
+    for (const w of this.flushWaiters.splice(0)) w();
     for (const s of this.slots) {
       for (const files of s.batches.values()) for (const p of files) p.resolve({ content: [], size: 0, err: { code: 'EPIPELINE', message: err.message } });
       s.batches.clear();
@@ -203,5 +269,14 @@ export class WorkerPool {
 
   async close(): Promise<void> {
     await Promise.all([...this.slots.map((s) => s.worker.terminate()), ...[...this.pumps].map((p) => p.terminate())]);
+    // Packs a stopped worker had open, or finished but not yet handed over (failure paths only).
+    if (this.slots.length === 0) return;
+    let names: string[] = [];
+    try {
+      names = fs.readdirSync(this.tmpDir).filter((n) => n.startsWith(this.packPrefix));
+    } catch {
+      return;
+    }
+    for (const n of names) fs.rmSync(path.join(this.tmpDir, n), { force: true });
   }
 }

@@ -52,6 +52,28 @@ export function seal(key: Uint8Array, parts: readonly Uint8Array[], aad?: Uint8A
   return out;
 }
 
+/**
+ * Like `seal`, but hands the sealed bytes to `write` piece by piece (nonce, ciphertext, tag) instead
+ * of assembling them: a chunk worker streams them straight into its pack file, so no buffer the size
+ * of the blob is allocated for it. Returns the sealed length.
+ */
+export function sealTo(key: Uint8Array, parts: readonly Uint8Array[], write: (piece: Uint8Array) => void, aad?: Uint8Array): number {
+  const nonce = nextNonce();
+  const cipher = createCipheriv('aes-256-gcm', key, nonce);
+  if (aad !== undefined) cipher.setAAD(aad);
+  write(nonce);
+  let n = NONCE_LEN;
+  for (const p of parts) {
+    const c = cipher.update(p);
+    write(c);
+    n += c.length;
+  }
+  const fin = cipher.final();
+  if (fin.length > 0) write(fin);
+  write(cipher.getAuthTag());
+  return n + fin.length + TAG_LEN;
+}
+
 /** Opens a sealed object; throws AuthError if it was altered or the key is wrong. */
 export function open(key: Uint8Array, sealed: Uint8Array, aad?: Uint8Array): Buffer {
   if (sealed.length < SEAL_OVERHEAD) throw new AuthError();

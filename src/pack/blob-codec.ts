@@ -4,7 +4,7 @@
 // reusable output buffer: the only copy of a chunk made here is the sealed result.
 import binding from 'zstd-napi/binding.js';
 import { Decompressor } from 'zstd-napi';
-import { open, seal } from '../crypto/aead.js';
+import { open, seal, sealTo } from '../crypto/aead.js';
 
 const RAW = new Uint8Array([0]);
 const ZSTD = new Uint8Array([1]);
@@ -25,14 +25,26 @@ export class BlobCodec {
     }
   }
 
-  encode(raw: Uint8Array): Uint8Array {
+  /** The blob's [flag, payload]: zstd if that saves more than 8 bytes, else raw. */
+  private payload(raw: Uint8Array): [Uint8Array, Uint8Array] {
     if (this.cctx !== undefined && raw.length >= 64) {
       const bound = binding.compressBound(raw.length);
       if (this.scratch.length < bound) this.scratch = Buffer.allocUnsafe(Math.max(bound, 64 * 1024));
       const n = this.cctx.compress2(this.scratch, raw);
-      if (n + 8 < raw.length) return seal(this.encKey, [ZSTD, this.scratch.subarray(0, n)]);
+      if (n + 8 < raw.length) return [ZSTD, this.scratch.subarray(0, n)];
     }
-    return seal(this.encKey, [RAW, raw]);
+    return [RAW, raw];
+  }
+
+  encode(raw: Uint8Array): Uint8Array {
+    return seal(this.encKey, this.payload(raw));
+  }
+
+  /**
+   * Like `encode`, but streams the sealed bytes to `write` (see aead `sealTo`); returns their length.
+   */
+  encodeTo(raw: Uint8Array, write: (piece: Uint8Array) => void): number {
+    return sealTo(this.encKey, this.payload(raw), write);
   }
 
   private readonly dctx = new binding.DCtx();

@@ -10,83 +10,17 @@
 // file names it, and index files are written before the snapshot that needs their blobs. A crash
 // leaves at worst packs that no index lists (and temp files); `recoverPacks` indexes such packs from
 // their trailers so the next backup reuses them.
-import { createHash, randomBytes, type Hash } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { BulwarkError, sysCode } from '../errors.js';
 import type { Repository } from '../repo/repository.js';
 import { putObject } from '../repo/objects.js';
 import { BlobType, type BlobTypeCode } from './blob-index.js';
-import { encodeIndex, encodeTrailer, type PackBlob, type PackDescriptor } from './formats.js';
+import { encodeIndex, type PackBlob, type PackDescriptor } from './formats.js';
+import { PackFile, tempFileError } from './pack-file.js';
 
 const INDEX_FLUSH_BLOBS = 50_000;
-
-/** Turns a temp-file error into the engine's error (a full disk gets its own code). */
-function tempFileError(err: unknown, file: string): BulwarkError {
-  const code = sysCode(err);
-  if (code === 'ENOSPC' || code === 'EDQUOT') {
-    return new BulwarkError('DISK_FULL', `no space left for pack file ${file}`, {
-      subject: file,
-      cause: err,
-      hint: 'free space (packs are assembled in the repository\'s tmp directory); earlier snapshots are intact',
-    });
-  }
-  return new BulwarkError('STORAGE_IO', `cannot write pack file ${file}: ${err instanceof Error ? err.message : String(err)}`, { subject: file, cause: err });
-}
-
-/** Small blobs are gathered into writes of this size (one syscall and hash update per batch). */
-const STAGE_BYTES = 1024 * 1024;
-
-class OpenPack {
-  blobs: PackBlob[] = [];
-  size = 0;
-  readonly hash: Hash = createHash('sha256');
-  readonly fd: number;
-  private stage: Buffer | undefined;
-  private staged = 0;
-  constructor(
-    readonly type: BlobTypeCode,
-    readonly file: string,
-  ) {
-    try {
-      this.fd = fs.openSync(file, 'wx', 0o600);
-    } catch (err) {
-      throw tempFileError(err, file);
-    }
-  }
-
-  append(data: Uint8Array): void {
-    if (data.length < STAGE_BYTES / 4) {
-      if (this.staged + data.length > STAGE_BYTES) this.flush();
-      this.stage ??= Buffer.allocUnsafe(STAGE_BYTES);
-      this.stage.set(data, this.staged);
-      this.staged += data.length;
-    } else {
-      this.flush();
-      this.write(data);
-    }
-    this.size += data.length;
-  }
-
-  /** Writes out staged bytes; call before the file is closed or published. */
-  flush(): void {
-    if (this.staged === 0) return;
-    const n = this.staged;
-    this.staged = 0;
-    this.write(this.stage!.subarray(0, n));
-  }
-
-  private write(data: Uint8Array): void {
-    let off = 0;
-    try {
-      while (off < data.length) off += fs.writeSync(this.fd, data, off, data.length - off);
-    } catch (err) {
-      throw tempFileError(err, this.file);
-    }
-    this.hash.update(data);
-  }
-}
 
 export interface PackerStats {
   blobsAdded: number;
@@ -98,7 +32,7 @@ export interface PackerStats {
 
 export class Packer {
   readonly stats: PackerStats = { blobsAdded: 0, rawAdded: 0, storedAdded: 0, packsWritten: 0, indexFilesWritten: 0 };
-  private readonly open: Partial<Record<BlobTypeCode, OpenPack>> = {};
+  private readonly open: Partial<Record<BlobTypeCode, PackFile>> = {};
   private readonly pending = new Set<string>();
   private readonly uploads = new Set<Promise<void>>();
   private heldCredit = 0;
@@ -149,12 +83,11 @@ export class Packer {
     }
     let p = this.open[type];
     if (p === undefined) {
-      p = new OpenPack(type, path.join(this.tmpDir, `pack-${randomBytes(8).toString('hex')}`));
+      p = new PackFile(type, path.join(this.tmpDir, `pack-${randomBytes(8).toString('hex')}`));
       this.open[type] = p;
     }
     this.pending.add(hex);
-    p.blobs.push({ id: Buffer.from(id), offset: p.size, stored: sealed.length, raw });
-    p.append(sealed);
+    p.add(Buffer.from(id), sealed, raw);
     this.stats.blobsAdded++;
     this.stats.rawAdded += raw;
     this.stats.storedAdded += sealed.length;
@@ -173,43 +106,52 @@ export class Packer {
     const p = this.open[type];
     if (p === undefined) return;
     delete this.open[type];
-    try {
-      p.append(encodeTrailer(this.repo.keys.enc, type, p.blobs));
-      p.flush();
-    } catch (err) {
-      fs.rmSync(p.file, { force: true });
-      throw err;
-    } finally {
-      fs.closeSync(p.fd);
+    const id = p.finish(this.repo.keys.enc);
+    this.store(p.file, { id, type, blobs: p.blobs });
+  }
+
+  /**
+   * Stores a finished pack file that a chunk worker assembled (its blobs are counted here), then
+   * indexes it like the packer's own; `stored` runs once the pack is stored or has failed.
+   */
+  adoptPack(file: string, desc: PackDescriptor, stored: () => void): void {
+    for (const b of desc.blobs) {
+      this.stats.blobsAdded++;
+      this.stats.rawAdded += b.raw;
+      this.stats.storedAdded += b.stored;
     }
-    const id = p.hash.digest();
-    const h = { kind: 'data' as const, name: id.toString('hex') };
+    this.store(file, desc, stored);
+  }
+
+  /** Stores a finished pack file (at most `maxUploads` at a time in flight) and indexes it. */
+  private store(file: string, desc: PackDescriptor, stored?: () => void): void {
+    const h = { kind: 'data' as const, name: Buffer.from(desc.id).toString('hex') };
     const storage = this.repo.storage;
-    const store =
+    const put =
       storage.adopt !== undefined
-        ? storage.adopt(h, p.file)
-        : fs.promises.readFile(p.file).then(
+        ? storage.adopt(h, file)
+        : fs.promises.readFile(file).then(
             (b) => storage.write(h, b),
             (err: unknown) => {
-              throw tempFileError(err, p.file);
+              throw tempFileError(err, file);
             },
           );
-    const upload = store
+    const upload = put
       .then(() => {
-        const desc: PackDescriptor = { id, type, blobs: p.blobs };
         this.repo.addToIndex([desc]);
-        for (const b of p.blobs) this.pending.delete(Buffer.from(b.id).toString('hex'));
+        for (const b of desc.blobs) this.pending.delete(Buffer.from(b.id).toString('hex'));
         this.unindexed.push(desc);
         this.writtenPacks.push(desc);
-        this.unindexedBlobs += p.blobs.length;
+        this.unindexedBlobs += desc.blobs.length;
         this.stats.packsWritten++;
       })
       .catch((err: unknown) => {
         this.failure ??= err;
       })
       .finally(() => {
-        fs.rmSync(p.file, { force: true });
+        fs.rmSync(file, { force: true });
         this.uploads.delete(upload);
+        stored?.();
         if (this.uploads.size < this.maxUploads && this.heldCredit > 0) {
           const c = this.heldCredit;
           this.heldCredit = 0;
@@ -250,8 +192,7 @@ export class Packer {
       const p = this.open[t];
       if (p === undefined) continue;
       delete this.open[t];
-      fs.closeSync(p.fd);
-      fs.rmSync(p.file, { force: true });
+      p.discard();
     }
     while (this.uploads.size > 0) await Promise.race(this.uploads);
   }

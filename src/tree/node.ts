@@ -37,7 +37,7 @@ export function typeOf(st: fs.Stats | fs.BigIntStats): NodeType {
 }
 
 /** Milliseconds (a double with sub-millisecond fraction) to integer nanoseconds, kept to the microsecond. */
-function msToNs(ms: number): string {
+export function msToNs(ms: number): string {
   const us = Math.round(ms * 1000);
   return us === 0 ? '0' : `${us}000`;
 }
@@ -69,6 +69,44 @@ export function statNode(p: string, name: string, follow = false): { node: TreeN
   }
   if (node.type === 'chardev' || node.type === 'blockdev') node.rdev = st.rdev;
   return { node, size: st.size };
+}
+
+/**
+ * The stat fields of a regular file as the chunk workers report them (numbers, so they cross the
+ * thread boundary without an object per file): see `fileStat` and `fileNode`.
+ */
+export const FILE_STAT_FIELDS = 9;
+
+/** Packs a regular file's stat into `out` at `at` (mode, uid, gid, mtimeMs, ctimeMs, ino, dev, nlink, size). */
+export function fileStat(st: fs.Stats, out: Float64Array, at: number): void {
+  out[at] = st.mode & 0o7777;
+  out[at + 1] = st.uid;
+  out[at + 2] = st.gid;
+  out[at + 3] = st.mtimeMs;
+  out[at + 4] = st.ctimeMs;
+  out[at + 5] = st.ino;
+  out[at + 6] = st.dev;
+  out[at + 7] = st.nlink;
+  out[at + 8] = st.size;
+}
+
+/**
+ * The tree node of a regular file from its packed stat. `exact` carries the BigInt inode and device
+ * of a file with several links (they identify hard-link groups on restore, see `statNode`).
+ */
+export function fileNode(name: string, st: Float64Array, at: number, exact?: { inode: string; dev: string }): TreeNode {
+  return {
+    name,
+    type: 'file',
+    mode: st[at]!,
+    uid: st[at + 1]!,
+    gid: st[at + 2]!,
+    mtime: msToNs(st[at + 3]!),
+    ctime: msToNs(st[at + 4]!),
+    inode: exact?.inode ?? String(st[at + 5]!),
+    dev: exact?.dev ?? String(st[at + 6]!),
+    links: st[at + 7]!,
+  };
 }
 
 /** Canonical form: keys always in this order, absent optionals omitted. */

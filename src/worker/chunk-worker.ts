@@ -1,78 +1,219 @@
-// Chunk worker: reads files, cuts them into content-defined chunks, computes keyed IDs, and for
-// chunks the repository does not already hold, compresses and seals them. Uses synchronous file I/O
-// on purpose: inside a worker it costs no event-loop time and avoids a thread-pool hop per call.
+// Chunk worker: stats and reads files, cuts them into content-defined chunks, computes keyed IDs,
+// and for chunks the repository does not already hold (and no other worker has claimed), compresses
+// and seals them into a data pack of its own. Finished packs (temp files) go to the main thread,
+// which stores and indexes them; only chunk IDs and stats travel with file results. Uses
+// synchronous file I/O on purpose: inside a worker it costs no event-loop time and avoids a
+// thread-pool hop per call.
 import * as fs from 'node:fs';
+import * as path from 'node:path';
 import { parentPort, workerData } from 'node:worker_threads';
 import { Chunker } from '../chunker/fastcdc.js';
 import { WasmChunkBuffer } from '../chunker/gear-wasm.js';
 import { blobId } from '../crypto/keys.js';
-import { SharedIndexReader } from '../pack/blob-index.js';
+import { BlobType, ID_LEN, SharedIndexReader } from '../pack/blob-index.js';
 import { BlobCodec } from '../pack/blob-codec.js';
-import { sysCode } from '../errors.js';
+import { ClaimSet } from '../pack/claim-set.js';
+import { PackFile } from '../pack/pack-file.js';
+import { BulwarkError, sysCode } from '../errors.js';
+import { FILE_STAT_FIELDS, fileStat, msToNs } from '../tree/node.js';
 import { RingReader } from './byte-ring.js';
-import type { BatchMsg, FileJob, FilePart, ResultMsg, ToWorker, WorkerInit } from './protocol.js';
+import type { BatchMsg, FailMsg, FileJob, FilePart, FlushedMsg, PackMsg, PrevFile, ResultMsg, ToWorker, WorkerInit } from './protocol.js';
 
 const init = workerData as WorkerInit;
 const port = parentPort!;
 const chunker = new Chunker(init.gear, init.chunker);
 const codec = new BlobCodec(init.encKey, init.level);
 let known = new SharedIndexReader(init.index);
-const inflight = new Int32Array(init.inflight);
+const claims = new ClaimSet(init.claims);
+const waiting = new Int32Array(init.packsWaiting);
 // One maximum chunk plus room to read ahead: refills move only the unfinished chunk to the front.
 // The buffer lives in the WebAssembly chunker's memory, which searches it for cut points in place.
 const wasm = new WasmChunkBuffer(chunker, init.chunker.max + Math.max(init.chunker.max >> 2, 1024 * 1024));
 const buf = wasm.buf;
-const FLUSH_BYTES = 4 * 1024 * 1024;
+/** A long file's chunk IDs are sent in parts of at most this many. */
+const FLUSH_CHUNKS = 4096;
+
+/** A failure of this worker's pack file (full disk, I/O error): it fails the backup, not one file. */
+class PackFailure extends Error {
+  constructor(readonly failure: unknown) {
+    super(failure instanceof Error ? failure.message : String(failure));
+  }
+}
+
+let pack: PackFile | undefined;
+let packSeq = 0;
+
+/** Compresses and seals a chunk into this worker's open data pack, finishing the pack when it is full. */
+function packBlob(id: Buffer, chunk: Uint8Array): void {
+  try {
+    pack ??= new PackFile(BlobType.data, path.join(init.tmpDir, `${init.packPrefix}${packSeq++}`));
+    pack.addStreamed(id, chunk.length, (write) => codec.encodeTo(chunk, write));
+  } catch (err) {
+    throw new PackFailure(err);
+  }
+  if (pack.size >= init.packSize) finishPack();
+}
+
+/** Seals the open pack's trailer and hands the file to the main thread to store. */
+function finishPack(): void {
+  const p = pack;
+  if (p === undefined) return;
+  pack = undefined;
+  let id: Buffer;
+  try {
+    id = p.finish(init.encKey);
+  } catch (err) {
+    throw new PackFailure(err);
+  }
+  const n = p.blobs.length;
+  const ids = new Uint8Array(n * ID_LEN);
+  const meta = new Uint32Array(n * 3);
+  p.blobs.forEach((b, i) => {
+    ids.set(b.id, i * ID_LEN);
+    meta[i * 3] = b.offset;
+    meta[i * 3 + 1] = b.stored;
+    meta[i * 3 + 2] = b.raw;
+  });
+  Atomics.add(waiting, 0, 1);
+  const msg: PackMsg = { t: 'pack', file: p.file, id, ids, meta };
+  port.postMessage(msg, [ids.buffer, meta.buffer]);
+  waitForRoom();
+}
 
 class Outbox {
   parts: FilePart[] = [];
   transfer: ArrayBuffer[] = [];
-  bytes = 0;
+  /** Stats of `stat` jobs, FILE_STAT_FIELDS numbers each, sent as one array per message. */
+  private stats = new Float64Array(FILE_STAT_FIELDS * 64);
+  private nstats = 0;
   constructor(private readonly batch: number) {}
+
+  /** Records a stat for the part about to be pushed; returns its offset in this message's stats. */
+  addStat(st: fs.Stats): number {
+    if (this.nstats + FILE_STAT_FIELDS > this.stats.length) {
+      const grown = new Float64Array(this.stats.length * 2);
+      grown.set(this.stats);
+      this.stats = grown;
+    }
+    const at = this.nstats;
+    fileStat(st, this.stats, at);
+    this.nstats += FILE_STAT_FIELDS;
+    return at;
+  }
 
   send(done: boolean): void {
     const msg: ResultMsg = { t: 'res', batch: this.batch, parts: this.parts, done };
+    if (this.nstats > 0) {
+      msg.stats = this.stats.slice(0, this.nstats);
+      this.transfer.push(msg.stats.buffer as ArrayBuffer);
+    }
     port.postMessage(msg, this.transfer);
     this.parts = [];
     this.transfer = [];
-    this.bytes = 0;
+    this.nstats = 0;
   }
 }
 
-function overLimit(): boolean {
-  return Atomics.load(inflight, 0) > init.inflightLimit;
-}
-
-/** Blocks this worker while the main thread holds too many sealed bytes it has not stored yet. */
+/** Blocks this worker while too many finished packs wait to be stored. */
 function waitForRoom(): void {
   for (;;) {
-    const cur = Atomics.load(inflight, 0);
-    if (cur <= init.inflightLimit) return;
-    Atomics.wait(inflight, 0, cur, 200);
+    const cur = Atomics.load(waiting, 0);
+    if (cur <= init.maxPacksWaiting) return;
+    Atomics.wait(waiting, 0, cur, 200);
   }
 }
 
 /** Smallest read once the expected end of a file is passed (the file grew while being read). */
 const MIN_READ = 64 * 1024;
 
-function processFile(f: number, job: FileJob, out: Outbox): void {
-  const expected = job.size;
-  const ring = job.ring === undefined ? undefined : new RingReader(job.ring);
+// O_NONBLOCK: an entry that turned into a FIFO since the directory was listed must not block the
+// open; it has no effect on regular files.
+const OPEN_FLAGS = fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW | fs.constants.O_NONBLOCK;
+
+function sameAsPrev(st: fs.Stats, exact: { inode: string } | undefined, prev: PrevFile): boolean {
+  return st.size === prev.size && msToNs(st.mtimeMs) === prev.mtime && msToNs(st.ctimeMs) === prev.ctime && (exact?.inode ?? String(st.ino)) === prev.inode;
+}
+
+/** Exact inode and device of a file with several links (they identify hard-link groups). */
+function exactIds(st: fs.Stats, fd: number, path: string): { inode: string; dev: string } | undefined {
+  if (st.nlink <= 1) return undefined;
+  const big = fd >= 0 ? fs.fstatSync(fd, { bigint: true }) : fs.lstatSync(path, { bigint: true });
+  return { inode: big.ino.toString(), dev: big.dev.toString() };
+}
+
+/**
+ * Stats a file the walk only saw in a listing. Returns the open descriptor and where its stat went,
+ * or undefined when the job is already answered (unchanged, no longer a file, or an error).
+ */
+function statJob(f: number, job: FileJob, out: Outbox): { fd: number; st: fs.Stats; exact?: { inode: string; dev: string } } | undefined {
+  const empty = (): FilePart => ({ f, ids: new Uint8Array(0), end: true });
   let fd = -1;
   try {
-    if (ring === undefined) fd = fs.openSync(job.path, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW);
+    let st: fs.Stats;
+    if (job.prev === undefined) {
+      // No parent to compare with: open first and stat the descriptor (one path lookup).
+      fd = fs.openSync(job.path, OPEN_FLAGS);
+      st = fs.fstatSync(fd);
+    } else {
+      st = fs.lstatSync(job.path);
+    }
+    if (!st.isFile()) {
+      if (fd >= 0) fs.closeSync(fd);
+      out.parts.push({ ...empty(), retype: true });
+      return undefined;
+    }
+    const exact = exactIds(st, fd, job.path);
+    if (job.prev !== undefined && sameAsPrev(st, exact, job.prev)) {
+      const part: FilePart = { ...empty(), unchanged: true, size: st.size, st: out.addStat(st) };
+      if (exact !== undefined) part.exact = exact;
+      out.parts.push(part);
+      return undefined;
+    }
+    if (fd < 0) fd = fs.openSync(job.path, OPEN_FLAGS);
+    const r: { fd: number; st: fs.Stats; exact?: { inode: string; dev: string } } = { fd, st };
+    if (exact !== undefined) r.exact = exact;
+    return r;
   } catch (err) {
-    out.parts.push({ f, ids: new Uint8Array(0), raws: [], blobs: [], end: true, err: errInfo(err) });
-    return;
+    if (fd >= 0) fs.closeSync(fd);
+    // ELOOP: the name is now a symlink (O_NOFOLLOW); the walk records it as one.
+    if (sysCode(err) === 'ELOOP') out.parts.push({ ...empty(), retype: true });
+    else out.parts.push({ ...empty(), err: errInfo(err) });
+    return undefined;
   }
-  let part: FilePart = { f, ids: new Uint8Array(0), raws: [], blobs: [], end: false };
+}
+
+function processFile(f: number, job: FileJob, out: Outbox): void {
+  let expected = job.size;
+  const ring = job.ring === undefined ? undefined : new RingReader(job.ring);
+  let fd = -1;
+  // A stat job's stat goes into the message that carries the file's last part.
+  let stat: fs.Stats | undefined;
+  let exact: { inode: string; dev: string } | undefined;
+  if (job.stat === true) {
+    const s = statJob(f, job, out);
+    if (s === undefined) return;
+    ({ fd, st: stat, exact } = s);
+    expected = stat.size;
+  } else {
+    try {
+      if (ring === undefined) fd = fs.openSync(job.path, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW);
+    } catch (err) {
+      out.parts.push({ f, ids: new Uint8Array(0), end: true, err: errInfo(err) });
+      return;
+    }
+  }
+  let part: FilePart = { f, ids: new Uint8Array(0), end: false };
   let ids: Buffer[] = [];
   let size = 0;
   const flushPart = (end: boolean): void => {
     part.ids = Buffer.concat(ids);
     part.end = end;
+    if (end && stat !== undefined) {
+      part.st = out.addStat(stat);
+      if (exact !== undefined) part.exact = exact;
+    }
     out.parts.push(part);
-    part = { f, ids: new Uint8Array(0), raws: [], blobs: [], end: false };
+    part = { f, ids: new Uint8Array(0), end: false };
     ids = [];
   };
   try {
@@ -118,24 +259,10 @@ function processFile(f: number, job: FileJob, out: Outbox): void {
       pos += len;
       size += len;
       const id = blobId(init.idKey, chunk);
-      let sealed: Uint8Array | null = null;
-      if (!known.has(id)) {
-        if (overLimit()) {
-          // Hand over everything produced so far before blocking; this chunk goes in the next part.
-          flushPart(false);
-          out.send(false);
-          waitForRoom();
-        }
-        sealed = codec.encode(chunk);
-        Atomics.add(inflight, 0, sealed.length);
-        out.transfer.push(sealed.buffer as ArrayBuffer);
-        out.bytes += sealed.length;
-      }
-      // ids, raws and blobs of a part stay index-aligned: push all three together.
+      // Claimed before compressing, so a chunk met by two workers at once is sealed by one.
+      if (!known.has(id) && claims.claim(id)) packBlob(id, chunk);
       ids.push(id);
-      part.raws.push(len);
-      part.blobs.push(sealed);
-      if (out.bytes >= FLUSH_BYTES) {
+      if (ids.length >= FLUSH_CHUNKS) {
         flushPart(false);
         out.send(false);
       }
@@ -143,6 +270,7 @@ function processFile(f: number, job: FileJob, out: Outbox): void {
     part.size = size;
     flushPart(true);
   } catch (err) {
+    if (err instanceof PackFailure) throw err;
     part.err = errInfo(err);
     flushPart(true);
   } finally {
@@ -155,13 +283,36 @@ function errInfo(err: unknown): { code: string; message: string } {
   return { code: sysCode(err) ?? 'EIO', message: err instanceof Error ? err.message : String(err) };
 }
 
+/** Reports a pack failure to the main thread, which fails the backup with it. */
+function fail(err: PackFailure): void {
+  const c = err.failure;
+  const msg: FailMsg =
+    c instanceof BulwarkError
+      ? { t: 'fail', code: c.code, message: c.message, ...(c.subject !== undefined ? { subject: c.subject } : {}), ...(c.hint !== undefined ? { hint: c.hint } : {}) }
+      : { t: 'fail', code: 'STORAGE_IO', message: err.message };
+  pack?.discard();
+  pack = undefined;
+  port.postMessage(msg);
+}
+
 port.on('message', (msg: ToWorker) => {
-  if (msg.t === 'index') {
-    known = new SharedIndexReader(msg.index);
-    return;
+  try {
+    if (msg.t === 'index') {
+      known = new SharedIndexReader(msg.index);
+      return;
+    }
+    if (msg.t === 'flush') {
+      finishPack();
+      const done: FlushedMsg = { t: 'flushed' };
+      port.postMessage(done);
+      return;
+    }
+    const batch: BatchMsg = msg;
+    const out = new Outbox(batch.id);
+    batch.files.forEach((file, f) => processFile(f, file, out));
+    out.send(true);
+  } catch (err) {
+    if (err instanceof PackFailure) fail(err);
+    else throw err;
   }
-  const batch: BatchMsg = msg;
-  const out = new Outbox(batch.id);
-  batch.files.forEach((file, f) => processFile(f, file, out));
-  out.send(true);
 });

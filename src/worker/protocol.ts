@@ -1,6 +1,7 @@
 // Messages between the backup pipeline's main thread and its chunk workers.
 import type { ChunkerParams } from '../chunker/fastcdc.js';
 import type { SharedIndexView } from '../pack/blob-index.js';
+import type { ClaimSetView } from '../pack/claim-set.js';
 
 export interface WorkerInit {
   encKey: Uint8Array;
@@ -9,9 +10,16 @@ export interface WorkerInit {
   chunker: ChunkerParams;
   level: number;
   index: SharedIndexView;
-  /** Int32 [0]: sealed bytes handed to the main thread and not yet stored (backpressure). */
-  inflight: SharedArrayBuffer;
-  inflightLimit: number;
+  /** Blob IDs claimed by the pool's workers in this run (see pack/claim-set). */
+  claims: ClaimSetView;
+  /** Where data packs are assembled, and the name prefix of this worker's temp packs. */
+  tmpDir: string;
+  packPrefix: string;
+  /** A data pack is finished once it holds this many bytes. */
+  packSize: number;
+  /** Int32 [0]: packs finished by the workers and not yet stored (backpressure). */
+  packsWaiting: SharedArrayBuffer;
+  maxPacksWaiting: number;
 }
 
 export interface FileJob {
@@ -25,6 +33,22 @@ export interface FileJob {
   size?: number;
   /** Set for a stream: the bytes come through this ring from a pump thread, not from `path`. */
   ring?: SharedArrayBuffer;
+  /**
+   * Set when the walk has not stat'ed the file (it only saw a regular file in its directory
+   * listing): the worker stats it, reports the stat with the result, and reads it only if it
+   * differs from `prev`.
+   */
+  stat?: true;
+  /** The parent snapshot's node of this file, when all its blobs are stored (see `stat`). */
+  prev?: PrevFile;
+}
+
+/** What decides that a file is unchanged since the parent snapshot (all must be equal). */
+export interface PrevFile {
+  size: number;
+  mtime: string;
+  ctime: string;
+  inode: string;
 }
 
 export interface BatchMsg {
@@ -38,25 +62,62 @@ export interface IndexMsg {
   index: SharedIndexView;
 }
 
-export type ToWorker = BatchMsg | IndexMsg;
+/** Finish the open data pack now (end of a backup); answered by `flushed`. */
+export interface FlushMsg {
+  t: 'flush';
+}
+
+export type ToWorker = BatchMsg | IndexMsg | FlushMsg;
 
 /** Part of one file's result; a file's parts arrive in order, the last has `end` set. */
 export interface FilePart {
   f: number;
-  /** Concatenated 32-byte blob IDs of the chunks in this part. */
+  /** Concatenated 32-byte blob IDs of the chunks in this part (new ones are in the worker's packs). */
   ids: Uint8Array;
-  raws: number[];
-  /** Sealed blob per chunk, or null where the worker found the blob already stored. */
-  blobs: Array<Uint8Array | null>;
   end: boolean;
   size?: number;
   err?: { code: string; message: string };
+  /** For a `stat` job, on the last part: where its stat starts in the message's `stats` (FILE_STAT_FIELDS numbers). */
+  st?: number;
+  /** Exact inode and device of a file with several links (BigInt stat). */
+  exact?: { inode: string; dev: string };
+  /** The file matched `prev`: it was not read, and the parent's content list stands. */
+  unchanged?: true;
+  /** The entry is no longer a regular file: the walk must look at it again. */
+  retype?: true;
 }
 
 export interface ResultMsg {
   t: 'res';
   batch: number;
   parts: FilePart[];
+  /** Packed stats of `stat` jobs finished in this message (see FilePart.st). */
+  stats?: Float64Array;
   /** Set on the last message of a batch. */
   done: boolean;
 }
+
+/** A finished data pack (temp file) to store and index. */
+export interface PackMsg {
+  t: 'pack';
+  file: string;
+  id: Uint8Array;
+  /** Concatenated blob IDs, and per blob offset, stored length and raw length (u32 each). */
+  ids: Uint8Array;
+  meta: Uint32Array;
+}
+
+export interface FlushedMsg {
+  t: 'flushed';
+}
+
+/** The worker's pack file failed (full disk, I/O error): the backup fails with this error. */
+export interface FailMsg {
+  t: 'fail';
+  code: string;
+  message: string;
+  subject?: string;
+  hint?: string;
+}
+
+export type FromWorker = ResultMsg | PackMsg | FlushedMsg | FailMsg;
