@@ -15,7 +15,7 @@ import type { Repository } from '../repo/repository.js';
 import type { SnapshotSummary } from '../snapshot/snapshot.js';
 import { encodeTree, fileNode, statNode, type TreeNode } from '../tree/node.js';
 import { loadTree } from '../tree/tree-reader.js';
-import type { FileJob, PrevFile } from '../worker/protocol.js';
+import type { FileJob } from '../worker/protocol.js';
 import type { Excluder } from './exclude.js';
 import type { FileResult, WorkerPool } from './worker-pool.js';
 
@@ -90,8 +90,10 @@ export class Archiver {
   saveTree(nodes: TreeNode[]): string {
     const data = encodeTree(nodes);
     const id = this.repo.blobId(data);
-    if (!this.packer.has(id)) {
-      this.packer.add(BlobType.tree, id, this.codec.encode(data), data.length);
+    if (!this.pool.hasTree(id)) {
+      // Once the chunk workers run, they compress and seal trees too, off this thread.
+      if (this.pool.started) this.pool.saveTree(id, data);
+      else this.packer.add(BlobType.tree, id, this.codec.encode(data), data.length);
       this.stats.treeBlobs++;
     }
     return id.toString('hex');
@@ -218,18 +220,9 @@ export class Archiver {
     return { done };
   }
 
-  /** What a worker compares a listed file with: the parent's node, if all its blobs are stored. */
-  private prevFile(prev: TreeNode | undefined): PrevFile | undefined {
-    if (prev === undefined || prev.type !== 'file' || prev.content === undefined || prev.size === undefined) return undefined;
-    if (!prev.content.every((h) => this.repo.index.hasHex(h))) return undefined;
-    return { size: prev.size, mtime: prev.mtime, ctime: prev.ctime, inode: prev.inode };
-  }
-
   /** Queues a file seen only in a directory listing; the worker stats it (see FileJob.stat). */
   private listedFile(p: string, name: string, prev: TreeNode | undefined): Entry | Promise<Entry> {
     const job: FileJob = { path: p, stat: true };
-    const pf = this.prevFile(prev);
-    if (pf !== undefined) job.prev = pf;
     if (this.pool.tryAcquire()) return this.queueListed(job, name, prev);
     return this.pool.acquire().then(() => this.queueListed(job, name, prev));
   }
@@ -251,16 +244,10 @@ export class Archiver {
       return null;
     }
     const node = fileNode(name, r.stats, r.statAt, r.exact);
-    if (r.unchanged === true && prev?.content !== undefined && prev.size !== undefined) {
-      node.size = prev.size;
-      node.content = prev.content;
-      this.stats.filesUnmodified++;
-    } else {
-      node.size = r.size;
-      node.content = r.content.map((b) => b.toString('hex'));
-      if (prev === undefined) this.stats.filesNew++;
-      else this.stats.filesChanged++;
-    }
+    node.size = r.size;
+    node.content = r.content.map((b) => b.toString('hex'));
+    if (prev === undefined) this.stats.filesNew++;
+    else this.stats.filesChanged++;
     this.progress.files++;
     this.progress.bytes += node.size;
     return node;
@@ -268,20 +255,23 @@ export class Archiver {
 
   private async dir(p: string, node: TreeNode, prev: TreeNode | undefined): Promise<{ done: Promise<TreeNode> }> {
     const parent = await this.parentNodes(prev?.type === 'dir' ? prev.subtree : undefined);
-    let listing: fs.Dirent[] = [];
+    // Without a parent directory (a first backup, a new directory) the listing's entry types let
+    // regular files go to the chunk workers unstat'ed: they stat them there, off this thread. With
+    // one, every entry is stat'ed here, so an unchanged file costs one lstat and no round trip.
+    const typed = parent === undefined;
+    let listing: Array<string | fs.Dirent> = [];
     try {
-      listing = fs.readdirSync(p, { withFileTypes: true }).sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+      listing = typed ? fs.readdirSync(p, { withFileTypes: true }).sort(byName) : fs.readdirSync(p).sort();
     } catch (err) {
       this.warn(p, sysCode(err) ?? 'EIO', err instanceof Error ? err.message : String(err));
     }
     const pending: Array<Promise<TreeNode | null> | TreeNode | null> = [];
     for (const d of listing) {
-      const name = d.name;
+      const name = typeof d === 'string' ? d : d.name;
       const child = p === '/' ? `/${name}` : `${p}/${name}`;
       if (!this.excluder.empty && this.excluder.excluded(child)) continue;
-      // Regular files (most entries) go to the chunk workers unstat'ed: they stat them there, off
-      // this thread, and read them only if they differ from the parent snapshot's node.
-      let e = d.isFile() ? this.listedFile(child, name, parent?.get(name)) : this.entry(child, name, parent?.get(name));
+      const prev = parent?.get(name);
+      let e = typeof d !== 'string' && d.isFile() ? this.listedFile(child, name, prev) : this.entry(child, name, prev);
       if (e instanceof Promise) e = await e;
       pending.push(e.done);
     }
@@ -298,6 +288,10 @@ export class Archiver {
     });
     return { done };
   }
+}
+
+function byName(a: fs.Dirent, b: fs.Dirent): number {
+  return a.name < b.name ? -1 : a.name > b.name ? 1 : 0;
 }
 
 function sameNode(a: TreeNode, b: TreeNode): boolean {

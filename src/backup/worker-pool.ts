@@ -26,8 +26,6 @@ export interface FileResult {
   stats?: Float64Array;
   statAt?: number;
   exact?: { inode: string; dev: string };
-  /** The file matched the job's `prev` and was not read. */
-  unchanged?: true;
   /** The entry is no longer a regular file. */
   retype?: true;
 }
@@ -116,16 +114,44 @@ export class WorkerPool {
     }
   }
 
-  /** A worker finished a data pack: store it; the workers may go on once it is stored. */
+  /** A worker finished a pack: store it; the workers may go on once it is stored. */
   private onPack(m: PackMsg): void {
     const blobs: PackBlob[] = [];
     for (let i = 0; i < m.meta.length / 3; i++) {
       blobs.push({ id: Buffer.from(m.ids.buffer, m.ids.byteOffset + i * ID_LEN, ID_LEN), offset: m.meta[i * 3]!, stored: m.meta[i * 3 + 1]!, raw: m.meta[i * 3 + 2]! });
     }
-    this.packer.adoptPack(m.file, { id: Buffer.from(m.id), type: BlobType.data, blobs }, () => {
+    this.packer.adoptPack(m.file, { id: Buffer.from(m.id), type: m.type, blobs }, () => {
+      // Indexed (or failed, which fails the backup): the tree IDs need no separate record any more.
+      if (m.type === BlobType.tree) for (const b of blobs) this.treesSent.delete(Buffer.from(b.id).toString('hex'));
       Atomics.sub(this.packsWaitingView, 0, 1);
       Atomics.notify(this.packsWaitingView, 0);
     });
+  }
+
+  /** Tree IDs handed to workers and not yet in a stored pack. */
+  private readonly treesSent = new Set<string>();
+  private nextTreeSlot = 0;
+
+  /** True once the chunk workers run (a backup with nothing to read never starts them). */
+  get started(): boolean {
+    return this.slots.length > 0;
+  }
+
+  /** True if a tree blob with this ID is stored, or queued here or in the Packer. */
+  hasTree(id: Uint8Array): boolean {
+    return this.packer.has(id) || this.treesSent.has(Buffer.from(id).toString('hex'));
+  }
+
+  /**
+   * Hands a new tree blob (see `hasTree`) to a running worker, which compresses and seals it into
+   * its tree pack: the main thread only encodes trees and computes their IDs.
+   */
+  saveTree(id: Uint8Array, data: Uint8Array): void {
+    if (this.failure !== undefined) throw this.failure;
+    this.treesSent.add(Buffer.from(id).toString('hex'));
+    const slot = this.slots[this.nextTreeSlot++ % this.slots.length]!;
+    const msg: ToWorker = { t: 'tree', id, data };
+    slot.worker.postMessage(msg);
   }
 
   /**
@@ -236,7 +262,6 @@ export class WorkerPool {
             r.statAt = part.st;
           }
           if (part.exact !== undefined) r.exact = part.exact;
-          if (part.unchanged === true) r.unchanged = true;
           if (part.retype === true) r.retype = true;
           this.done();
           p.resolve(r);

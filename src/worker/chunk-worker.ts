@@ -10,14 +10,14 @@ import { parentPort, workerData } from 'node:worker_threads';
 import { Chunker } from '../chunker/fastcdc.js';
 import { WasmChunkBuffer } from '../chunker/gear-wasm.js';
 import { blobId } from '../crypto/keys.js';
-import { BlobType, ID_LEN, SharedIndexReader } from '../pack/blob-index.js';
+import { BlobType, ID_LEN, SharedIndexReader, type BlobTypeCode } from '../pack/blob-index.js';
 import { BlobCodec } from '../pack/blob-codec.js';
 import { ClaimSet } from '../pack/claim-set.js';
 import { PackFile } from '../pack/pack-file.js';
 import { BulwarkError, sysCode } from '../errors.js';
-import { FILE_STAT_FIELDS, fileStat, msToNs } from '../tree/node.js';
+import { FILE_STAT_FIELDS, fileStat } from '../tree/node.js';
 import { RingReader } from './byte-ring.js';
-import type { BatchMsg, FailMsg, FileJob, FilePart, FlushedMsg, PackMsg, PrevFile, ResultMsg, ToWorker, WorkerInit } from './protocol.js';
+import type { BatchMsg, FailMsg, FileJob, FilePart, FlushedMsg, PackMsg, ResultMsg, ToWorker, WorkerInit } from './protocol.js';
 
 const init = workerData as WorkerInit;
 const port = parentPort!;
@@ -40,25 +40,30 @@ class PackFailure extends Error {
   }
 }
 
-let pack: PackFile | undefined;
+// This worker's open packs: data blobs and tree blobs never share a pack.
+const packs: [PackFile | undefined, PackFile | undefined] = [undefined, undefined];
 let packSeq = 0;
 
-/** Compresses and seals a chunk into this worker's open data pack, finishing the pack when it is full. */
-function packBlob(id: Buffer, chunk: Uint8Array): void {
+/**
+ * Compresses and seals a blob into this worker's open pack of its type, finishing the pack when it
+ * is full.
+ */
+function packBlob(type: BlobTypeCode, id: Uint8Array, raw: Uint8Array): void {
+  let p = packs[type];
   try {
-    pack ??= new PackFile(BlobType.data, path.join(init.tmpDir, `${init.packPrefix}${packSeq++}`));
-    pack.addStreamed(id, chunk.length, (write) => codec.encodeTo(chunk, write));
+    p ??= packs[type] = new PackFile(type, path.join(init.tmpDir, `${init.packPrefix}${packSeq++}`));
+    p.addStreamed(id, raw.length, (write) => codec.encodeTo(raw, write));
   } catch (err) {
     throw new PackFailure(err);
   }
-  if (pack.size >= init.packSize) finishPack();
+  if (p.size >= init.packSize) finishPack(type);
 }
 
 /** Seals the open pack's trailer and hands the file to the main thread to store. */
-function finishPack(): void {
-  const p = pack;
+function finishPack(type: BlobTypeCode): void {
+  const p = packs[type];
   if (p === undefined) return;
-  pack = undefined;
+  packs[type] = undefined;
   let id: Buffer;
   try {
     id = p.finish(init.encKey);
@@ -75,7 +80,7 @@ function finishPack(): void {
     meta[i * 3 + 2] = b.raw;
   });
   Atomics.add(waiting, 0, 1);
-  const msg: PackMsg = { t: 'pack', file: p.file, id, ids, meta };
+  const msg: PackMsg = { t: 'pack', type, file: p.file, id, ids, meta };
   port.postMessage(msg, [ids.buffer, meta.buffer]);
   waitForRoom();
 }
@@ -130,49 +135,31 @@ const MIN_READ = 64 * 1024;
 // open; it has no effect on regular files.
 const OPEN_FLAGS = fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW | fs.constants.O_NONBLOCK;
 
-function sameAsPrev(st: fs.Stats, exact: { inode: string } | undefined, prev: PrevFile): boolean {
-  return st.size === prev.size && msToNs(st.mtimeMs) === prev.mtime && msToNs(st.ctimeMs) === prev.ctime && (exact?.inode ?? String(st.ino)) === prev.inode;
-}
-
 /** Exact inode and device of a file with several links (they identify hard-link groups). */
-function exactIds(st: fs.Stats, fd: number, path: string): { inode: string; dev: string } | undefined {
+function exactIds(st: fs.Stats, fd: number): { inode: string; dev: string } | undefined {
   if (st.nlink <= 1) return undefined;
-  const big = fd >= 0 ? fs.fstatSync(fd, { bigint: true }) : fs.lstatSync(path, { bigint: true });
+  const big = fs.fstatSync(fd, { bigint: true });
   return { inode: big.ino.toString(), dev: big.dev.toString() };
 }
 
 /**
- * Stats a file the walk only saw in a listing. Returns the open descriptor and where its stat went,
- * or undefined when the job is already answered (unchanged, no longer a file, or an error).
+ * Opens and stats a file the walk only saw in a listing. Returns the open descriptor and its stat,
+ * or undefined when the job is already answered (no longer a regular file, or an error).
  */
 function statJob(f: number, job: FileJob, out: Outbox): { fd: number; st: fs.Stats; exact?: { inode: string; dev: string } } | undefined {
   const empty = (): FilePart => ({ f, ids: new Uint8Array(0), end: true });
   let fd = -1;
   try {
-    let st: fs.Stats;
-    if (job.prev === undefined) {
-      // No parent to compare with: open first and stat the descriptor (one path lookup).
-      fd = fs.openSync(job.path, OPEN_FLAGS);
-      st = fs.fstatSync(fd);
-    } else {
-      st = fs.lstatSync(job.path);
-    }
+    // Open first and stat the descriptor: one path lookup.
+    fd = fs.openSync(job.path, OPEN_FLAGS);
+    const st = fs.fstatSync(fd);
     if (!st.isFile()) {
-      if (fd >= 0) fs.closeSync(fd);
+      fs.closeSync(fd);
       out.parts.push({ ...empty(), retype: true });
       return undefined;
     }
-    const exact = exactIds(st, fd, job.path);
-    if (job.prev !== undefined && sameAsPrev(st, exact, job.prev)) {
-      const part: FilePart = { ...empty(), unchanged: true, size: st.size, st: out.addStat(st) };
-      if (exact !== undefined) part.exact = exact;
-      out.parts.push(part);
-      return undefined;
-    }
-    if (fd < 0) fd = fs.openSync(job.path, OPEN_FLAGS);
-    const r: { fd: number; st: fs.Stats; exact?: { inode: string; dev: string } } = { fd, st };
-    if (exact !== undefined) r.exact = exact;
-    return r;
+    const exact = exactIds(st, fd);
+    return exact === undefined ? { fd, st } : { fd, st, exact };
   } catch (err) {
     if (fd >= 0) fs.closeSync(fd);
     // ELOOP: the name is now a symlink (O_NOFOLLOW); the walk records it as one.
@@ -260,7 +247,7 @@ function processFile(f: number, job: FileJob, out: Outbox): void {
       size += len;
       const id = blobId(init.idKey, chunk);
       // Claimed before compressing, so a chunk met by two workers at once is sealed by one.
-      if (!known.has(id) && claims.claim(id)) packBlob(id, chunk);
+      if (!known.has(id) && claims.claim(id)) packBlob(BlobType.data, id, chunk);
       ids.push(id);
       if (ids.length >= FLUSH_CHUNKS) {
         flushPart(false);
@@ -290,8 +277,10 @@ function fail(err: PackFailure): void {
     c instanceof BulwarkError
       ? { t: 'fail', code: c.code, message: c.message, ...(c.subject !== undefined ? { subject: c.subject } : {}), ...(c.hint !== undefined ? { hint: c.hint } : {}) }
       : { t: 'fail', code: 'STORAGE_IO', message: err.message };
-  pack?.discard();
-  pack = undefined;
+  for (const t of [BlobType.data, BlobType.tree] as const) {
+    packs[t]?.discard();
+    packs[t] = undefined;
+  }
   port.postMessage(msg);
 }
 
@@ -301,8 +290,14 @@ port.on('message', (msg: ToWorker) => {
       known = new SharedIndexReader(msg.index);
       return;
     }
+    if (msg.t === 'tree') {
+      // The main thread has checked that no stored or queued tree has this ID.
+      packBlob(BlobType.tree, msg.id, msg.data);
+      return;
+    }
     if (msg.t === 'flush') {
-      finishPack();
+      finishPack(BlobType.data);
+      finishPack(BlobType.tree);
       const done: FlushedMsg = { t: 'flushed' };
       port.postMessage(done);
       return;

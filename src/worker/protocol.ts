@@ -1,6 +1,6 @@
 // Messages between the backup pipeline's main thread and its chunk workers.
 import type { ChunkerParams } from '../chunker/fastcdc.js';
-import type { SharedIndexView } from '../pack/blob-index.js';
+import type { BlobTypeCode, SharedIndexView } from '../pack/blob-index.js';
 import type { ClaimSetView } from '../pack/claim-set.js';
 
 export interface WorkerInit {
@@ -35,20 +35,10 @@ export interface FileJob {
   ring?: SharedArrayBuffer;
   /**
    * Set when the walk has not stat'ed the file (it only saw a regular file in its directory
-   * listing): the worker stats it, reports the stat with the result, and reads it only if it
-   * differs from `prev`.
+   * listing, and the parent snapshot has no file of that name): the worker stats the open file and
+   * reports the stat with the result.
    */
   stat?: true;
-  /** The parent snapshot's node of this file, when all its blobs are stored (see `stat`). */
-  prev?: PrevFile;
-}
-
-/** What decides that a file is unchanged since the parent snapshot (all must be equal). */
-export interface PrevFile {
-  size: number;
-  mtime: string;
-  ctime: string;
-  inode: string;
 }
 
 export interface BatchMsg {
@@ -62,12 +52,19 @@ export interface IndexMsg {
   index: SharedIndexView;
 }
 
-/** Finish the open data pack now (end of a backup); answered by `flushed`. */
+/** A tree blob to compress, seal and put in the worker's tree pack (its ID is new to the run). */
+export interface TreeMsg {
+  t: 'tree';
+  id: Uint8Array;
+  data: Uint8Array;
+}
+
+/** Finish the open packs now (end of a backup); answered by `flushed`. */
 export interface FlushMsg {
   t: 'flush';
 }
 
-export type ToWorker = BatchMsg | IndexMsg | FlushMsg;
+export type ToWorker = BatchMsg | IndexMsg | TreeMsg | FlushMsg;
 
 /** Part of one file's result; a file's parts arrive in order, the last has `end` set. */
 export interface FilePart {
@@ -81,8 +78,6 @@ export interface FilePart {
   st?: number;
   /** Exact inode and device of a file with several links (BigInt stat). */
   exact?: { inode: string; dev: string };
-  /** The file matched `prev`: it was not read, and the parent's content list stands. */
-  unchanged?: true;
   /** The entry is no longer a regular file: the walk must look at it again. */
   retype?: true;
 }
@@ -97,9 +92,10 @@ export interface ResultMsg {
   done: boolean;
 }
 
-/** A finished data pack (temp file) to store and index. */
+/** A finished pack (temp file) to store and index. */
 export interface PackMsg {
   t: 'pack';
+  type: BlobTypeCode;
   file: string;
   id: Uint8Array;
   /** Concatenated blob IDs, and per blob offset, stored length and raw length (u32 each). */
