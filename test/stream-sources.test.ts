@@ -123,7 +123,7 @@ describe('chunk workers and the size the walk saw', () => {
     const { Repository } = await import('../src/repo/repository.js');
     const { LocalStorage } = await import('../src/storage/local.js');
     const { Packer } = await import('../src/pack/packer.js');
-    const { WorkerPool } = await import('../src/backup/worker-pool.js');
+    const { WorkerPool, idList } = await import('../src/backup/worker-pool.js');
     const storage = new LocalStorage(path.join(dir, 'repo'));
     await Repository.init(storage, 'pw', { kdf: { N: 1024, r: 8, p: 1 } });
     const repo = await Repository.open(storage, 'pw');
@@ -139,15 +139,15 @@ describe('chunk workers and the size the walk saw', () => {
         const r = await pool.save(hint === undefined ? { path: file } : { path: file, size: hint });
         assert.equal(r.err, undefined);
         assert.equal(r.size, data.length, `size hint ${String(hint)}`);
-        assert.ok(r.content.length >= 1, 'chunks reported');
+        assert.ok(idList(r).length >= 1, 'chunks reported');
         await pool.flush();
         await packer.flush();
-        assert.ok(r.content.every((id) => repo.index.has(id)), 'every chunk stored and indexed');
+        assert.ok(idList(r).every((id) => repo.index.has(id)), 'every chunk stored and indexed');
       }
       // The stored chunks put together are the file.
       await pool.acquire();
       const r = await pool.save({ path: file, size: 10 });
-      const back = Buffer.concat(await Promise.all(r.content.map((id) => repo.readBlob(id))));
+      const back = Buffer.concat(await Promise.all(idList(r).map((id) => repo.readBlob(id))));
       assert.equal(createHash('sha256').update(back).digest('hex'), createHash('sha256').update(data).digest('hex'));
     } finally {
       await pool.close();

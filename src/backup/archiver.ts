@@ -15,9 +15,9 @@ import type { Repository } from '../repo/repository.js';
 import type { SnapshotSummary } from '../snapshot/snapshot.js';
 import { encodeTree, fileNode, statNode, type TreeNode } from '../tree/node.js';
 import { loadTree } from '../tree/tree-reader.js';
-import type { FileJob } from '../worker/protocol.js';
+import type { FileJob, PrevFile } from '../worker/protocol.js';
 import type { Excluder } from './exclude.js';
-import type { FileResult, WorkerPool } from './worker-pool.js';
+import { hexList, type FileResult, type WorkerPool } from './worker-pool.js';
 
 export interface Warning {
   path: string;
@@ -181,8 +181,28 @@ export class Archiver {
 
   private unchanged(prev: TreeNode | undefined, node: TreeNode, size: number): boolean {
     if (prev === undefined || prev.type !== 'file' || prev.content === undefined) return false;
-    if (prev.size !== size || prev.mtime !== node.mtime || prev.ctime !== node.ctime || prev.inode !== node.inode) return false;
-    return prev.content.every((h) => this.repo.index.hasHex(h));
+    const same = prev.size === size && prev.mtime === node.mtime && prev.ctime === node.ctime && prev.inode === node.inode;
+    this.observe(!same);
+    return same && prev.content.every((h) => this.repo.index.hasHex(h));
+  }
+
+  /**
+   * How often files the parent snapshot has turn out changed, as a moving average. While most do
+   * (a tree restored or copied anew, so every inode differs), stat'ing them here only to queue them
+   * anyway is wasted main-thread time: such files go to the workers with the parent's node, and
+   * the workers stat, compare and read. While most are unchanged, they are stat'ed here.
+   */
+  private changedRate = 0;
+
+  private observe(changed: boolean): void {
+    this.changedRate = this.changedRate * 0.9 + (changed ? 0.1 : 0);
+  }
+
+  /** What a worker compares a listed file with: the parent's node, if all its blobs are stored. */
+  private prevFile(prev: TreeNode | undefined): PrevFile | undefined {
+    if (prev === undefined || prev.type !== 'file' || prev.content === undefined || prev.size === undefined) return undefined;
+    if (!prev.content.every((h) => this.repo.index.hasHex(h))) return undefined;
+    return { size: prev.size, mtime: prev.mtime, ctime: prev.ctime, inode: prev.inode };
   }
 
   /**
@@ -210,7 +230,7 @@ export class Archiver {
         return null;
       }
       node.size = r.size;
-      node.content = r.content.map((b) => b.toString('hex'));
+      node.content = hexList(r);
       if (prev === undefined) this.stats.filesNew++;
       else this.stats.filesChanged++;
       this.progress.files++;
@@ -221,8 +241,9 @@ export class Archiver {
   }
 
   /** Queues a file seen only in a directory listing; the worker stats it (see FileJob.stat). */
-  private listedFile(p: string, name: string, prev: TreeNode | undefined): Entry | Promise<Entry> {
+  private listedFile(p: string, name: string, prev: TreeNode | undefined, pf?: PrevFile): Entry | Promise<Entry> {
     const job: FileJob = { path: p, stat: true };
+    if (pf !== undefined) job.prev = pf;
     if (this.pool.tryAcquire()) return this.queueListed(job, name, prev);
     return this.pool.acquire().then(() => this.queueListed(job, name, prev));
   }
@@ -244,10 +265,17 @@ export class Archiver {
       return null;
     }
     const node = fileNode(name, r.stats, r.statAt, r.exact);
-    node.size = r.size;
-    node.content = r.content.map((b) => b.toString('hex'));
-    if (prev === undefined) this.stats.filesNew++;
-    else this.stats.filesChanged++;
+    if (prev !== undefined && prev.type === 'file') this.observe(r.unchanged !== true);
+    if (r.unchanged === true && prev?.content !== undefined && prev.size !== undefined) {
+      node.size = prev.size;
+      node.content = prev.content;
+      this.stats.filesUnmodified++;
+    } else {
+      node.size = r.size;
+      node.content = hexList(r);
+      if (prev === undefined) this.stats.filesNew++;
+      else this.stats.filesChanged++;
+    }
     this.progress.files++;
     this.progress.bytes += node.size;
     return node;
@@ -255,23 +283,28 @@ export class Archiver {
 
   private async dir(p: string, node: TreeNode, prev: TreeNode | undefined): Promise<{ done: Promise<TreeNode> }> {
     const parent = await this.parentNodes(prev?.type === 'dir' ? prev.subtree : undefined);
-    // Without a parent directory (a first backup, a new directory) the listing's entry types let
-    // regular files go to the chunk workers unstat'ed: they stat them there, off this thread. With
-    // one, every entry is stat'ed here, so an unchanged file costs one lstat and no round trip.
-    const typed = parent === undefined;
-    let listing: Array<string | fs.Dirent> = [];
+    let listing: fs.Dirent[] = [];
     try {
-      listing = typed ? fs.readdirSync(p, { withFileTypes: true }).sort(byName) : fs.readdirSync(p).sort();
+      listing = fs.readdirSync(p, { withFileTypes: true }).sort(byName);
     } catch (err) {
       this.warn(p, sysCode(err) ?? 'EIO', err instanceof Error ? err.message : String(err));
     }
     const pending: Array<Promise<TreeNode | null> | TreeNode | null> = [];
     for (const d of listing) {
-      const name = typeof d === 'string' ? d : d.name;
+      const name = d.name;
       const child = p === '/' ? `/${name}` : `${p}/${name}`;
       if (!this.excluder.empty && this.excluder.excluded(child)) continue;
       const prev = parent?.get(name);
-      let e = typeof d !== 'string' && d.isFile() ? this.listedFile(child, name, prev) : this.entry(child, name, prev);
+      let e: Entry | Promise<Entry>;
+      if (!d.isFile()) e = this.entry(child, name, prev);
+      else if (prev === undefined || prev.type !== 'file') {
+        // A new file (all of them in a first backup): the worker opens and stats it, off this thread.
+        e = this.listedFile(child, name, prev);
+      } else {
+        // A file the parent has: stat'ed here while most such files are unchanged, else by a worker.
+        const pf = this.changedRate > 0.5 ? this.prevFile(prev) : undefined;
+        e = pf === undefined ? this.entry(child, name, prev) : this.listedFile(child, name, prev, pf);
+      }
       if (e instanceof Promise) e = await e;
       pending.push(e.done);
     }

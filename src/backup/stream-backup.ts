@@ -25,7 +25,7 @@ import { VERSION } from '../version.js';
 import { registerTempDir, releaseTempDir } from '../sources/temp-dirs.js';
 import { safeUser } from './backup.js';
 import { ringOpened } from '../worker/byte-ring.js';
-import { WorkerPool } from './worker-pool.js';
+import { idList, WorkerPool } from './worker-pool.js';
 
 /**
  * One file of a stream snapshot. `produce` writes the file's bytes to `fd` (blocking writes are
@@ -255,7 +255,7 @@ async function captureItem(pool: WorkerPool, fifo: string, item: StreamItem, sto
     }
     const meta = await produced;
     if (stop.aborted) throw stopped();
-    return { content: r.content, size: r.size, meta: meta ?? {} };
+    return { content: idList(r), size: r.size, meta: meta ?? {} };
   } finally {
     stop.removeEventListener('abort', onStop);
     close();

@@ -19,20 +19,39 @@ import type { FileJob, FromWorker, PackMsg, ResultMsg, ToWorker, WorkerInit } fr
 import type { PumpInit } from '../worker/pump-worker.js';
 
 export interface FileResult {
-  content: Buffer[];
+  /** The chunk IDs, concatenated (see `idList` and `hexList`). */
+  ids: Uint8Array;
   size: number;
   err?: { code: string; message: string };
   /** For a `stat` job: the packed stat (see tree/node fileNode) at `statAt`, and the exact IDs of a multi-link file. */
   stats?: Float64Array;
   statAt?: number;
   exact?: { inode: string; dev: string };
+  /** The file matched the job's `prev` and was not read. */
+  unchanged?: true;
   /** The entry is no longer a regular file. */
   retype?: true;
 }
 
+/** A result's chunk IDs as buffers. */
+export function idList(r: FileResult): Buffer[] {
+  const out: Buffer[] = [];
+  for (let i = 0; i < r.ids.length; i += ID_LEN) out.push(Buffer.from(r.ids.buffer, r.ids.byteOffset + i, ID_LEN));
+  return out;
+}
+
+/** A result's chunk IDs as hex strings (one conversion for the whole list). */
+export function hexList(r: FileResult): string[] {
+  const all = Buffer.from(r.ids.buffer, r.ids.byteOffset, r.ids.length).toString('hex');
+  const out: string[] = [];
+  for (let i = 0; i < all.length; i += 2 * ID_LEN) out.push(all.slice(i, i + 2 * ID_LEN));
+  return out;
+}
+
 interface Pending {
   job: FileJob;
-  ids: Buffer[];
+  /** ID parts received so far (a long file's come in several messages). */
+  ids: Uint8Array[];
   resolve: (r: FileResult) => void;
 }
 
@@ -253,15 +272,16 @@ export class WorkerPool {
       for (const part of m.parts) {
         const p = files[part.f]!;
         if (part.ids.length % ID_LEN !== 0) throw new BulwarkError('INTERNAL', `chunk worker sent a misaligned result for ${p.job.path}`);
-        for (let i = 0; i < part.ids.length; i += ID_LEN) p.ids.push(Buffer.from(part.ids.buffer, part.ids.byteOffset + i, ID_LEN));
+        if (part.ids.length > 0) p.ids.push(part.ids);
         if (part.end) {
-          const r: FileResult = { content: p.ids, size: part.size ?? 0 };
+          const r: FileResult = { ids: p.ids.length === 1 ? p.ids[0]! : Buffer.concat(p.ids), size: part.size ?? 0 };
           if (part.err !== undefined) r.err = part.err;
           if (part.st !== undefined && m.stats !== undefined) {
             r.stats = m.stats;
             r.statAt = part.st;
           }
           if (part.exact !== undefined) r.exact = part.exact;
+          if (part.unchanged === true) r.unchanged = true;
           if (part.retype === true) r.retype = true;
           this.done();
           p.resolve(r);
@@ -283,7 +303,7 @@ export class WorkerPool {
     for (const w of this.waiters.splice(0)) w();
     for (const w of this.flushWaiters.splice(0)) w();
     for (const s of this.slots) {
-      for (const files of s.batches.values()) for (const p of files) p.resolve({ content: [], size: 0, err: { code: 'EPIPELINE', message: err.message } });
+      for (const files of s.batches.values()) for (const p of files) p.resolve({ ids: new Uint8Array(0), size: 0, err: { code: 'EPIPELINE', message: err.message } });
       s.batches.clear();
     }
   }

@@ -15,9 +15,9 @@ import { BlobCodec } from '../pack/blob-codec.js';
 import { ClaimSet } from '../pack/claim-set.js';
 import { PackFile } from '../pack/pack-file.js';
 import { BulwarkError, sysCode } from '../errors.js';
-import { FILE_STAT_FIELDS, fileStat } from '../tree/node.js';
+import { FILE_STAT_FIELDS, fileStat, msToNs } from '../tree/node.js';
 import { RingReader } from './byte-ring.js';
-import type { BatchMsg, FailMsg, FileJob, FilePart, FlushedMsg, PackMsg, ResultMsg, ToWorker, WorkerInit } from './protocol.js';
+import type { BatchMsg, FailMsg, FileJob, FilePart, FlushedMsg, PackMsg, PrevFile, ResultMsg, ToWorker, WorkerInit } from './protocol.js';
 
 const init = workerData as WorkerInit;
 const port = parentPort!;
@@ -142,15 +142,20 @@ function exactIds(st: fs.Stats, fd: number): { inode: string; dev: string } | un
   return { inode: big.ino.toString(), dev: big.dev.toString() };
 }
 
+function sameAsPrev(st: fs.Stats, exact: { inode: string } | undefined, prev: PrevFile): boolean {
+  return st.size === prev.size && msToNs(st.mtimeMs) === prev.mtime && msToNs(st.ctimeMs) === prev.ctime && (exact?.inode ?? String(st.ino)) === prev.inode;
+}
+
 /**
- * Opens and stats a file the walk only saw in a listing. Returns the open descriptor and its stat,
- * or undefined when the job is already answered (no longer a regular file, or an error).
+ * Stats a file the walk only saw in a listing. Returns the open descriptor and its stat, or
+ * undefined when the job is already answered (unchanged, no longer a regular file, or an error).
  */
 function statJob(f: number, job: FileJob, out: Outbox): { fd: number; st: fs.Stats; exact?: { inode: string; dev: string } } | undefined {
   const empty = (): FilePart => ({ f, ids: new Uint8Array(0), end: true });
   let fd = -1;
   try {
-    // Open first and stat the descriptor: one path lookup.
+    // Open first and stat the descriptor: one path lookup. The walk sends a file with `prev` only
+    // while most such files turn out changed, so the open is rarely wasted.
     fd = fs.openSync(job.path, OPEN_FLAGS);
     const st = fs.fstatSync(fd);
     if (!st.isFile()) {
@@ -159,6 +164,13 @@ function statJob(f: number, job: FileJob, out: Outbox): { fd: number; st: fs.Sta
       return undefined;
     }
     const exact = exactIds(st, fd);
+    if (job.prev !== undefined && sameAsPrev(st, exact, job.prev)) {
+      fs.closeSync(fd);
+      const part: FilePart = { ...empty(), unchanged: true, size: st.size, st: out.addStat(st) };
+      if (exact !== undefined) part.exact = exact;
+      out.parts.push(part);
+      return undefined;
+    }
     return exact === undefined ? { fd, st } : { fd, st, exact };
   } catch (err) {
     if (fd >= 0) fs.closeSync(fd);

@@ -35,10 +35,20 @@ export interface FileJob {
   ring?: SharedArrayBuffer;
   /**
    * Set when the walk has not stat'ed the file (it only saw a regular file in its directory
-   * listing, and the parent snapshot has no file of that name): the worker stats the open file and
-   * reports the stat with the result.
+   * listing): the worker stats it, reports the stat with the result, and reads it only if it
+   * differs from `prev`.
    */
   stat?: true;
+  /** The parent snapshot's node of this file, when all its blobs are stored (see `stat`). */
+  prev?: PrevFile;
+}
+
+/** What decides that a file is unchanged since the parent snapshot (all must be equal). */
+export interface PrevFile {
+  size: number;
+  mtime: string;
+  ctime: string;
+  inode: string;
 }
 
 export interface BatchMsg {
@@ -78,6 +88,8 @@ export interface FilePart {
   st?: number;
   /** Exact inode and device of a file with several links (BigInt stat). */
   exact?: { inode: string; dev: string };
+  /** The file matched `prev`: it was not read, and the parent's content list stands. */
+  unchanged?: true;
   /** The entry is no longer a regular file: the walk must look at it again. */
   retype?: true;
 }
