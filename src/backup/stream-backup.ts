@@ -247,7 +247,16 @@ async function captureItem(pool: WorkerPool, fifo: string, item: StreamItem, sto
     produced.catch(() => undefined);
     // If the repository side fails first, the worker stops reading and the producer would block on
     // a full pipe forever: stop the producer, then report the repository's error.
-    const r = await Promise.race([saved, produced.then(() => saved)]);
+    let r: Awaited<typeof saved>;
+    try {
+      r = await Promise.race([saved, produced.then(() => saved)]);
+    } catch (err) {
+      // The producer failed. If the repository side failed first (a worker's pack hit a full disk),
+      // the worker dropped the stream and the producer died of the closed pipe before the worker's
+      // report reached this thread: give that report a moment, and prefer the repository's error.
+      await Promise.race([saved, new Promise((resolve) => setTimeout(resolve, 2000).unref())]);
+      throw pool.error ?? err;
+    }
     if (r.err !== undefined) {
       abort.abort();
       await produced.catch(() => undefined);
