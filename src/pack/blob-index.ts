@@ -31,20 +31,20 @@ function hashOf(id: Uint8Array, off = 0): number {
   return (id[off]! | (id[off + 1]! << 8) | (id[off + 2]! << 16) | (id[off + 3]! << 24)) >>> 0;
 }
 
-function sameId(ids: Uint8Array, entry: number, id: Uint8Array): boolean {
+function sameId(ids: Uint8Array, entry: number, id: Uint8Array, at = 0): boolean {
   const base = entry * ID_LEN;
-  for (let i = 0; i < ID_LEN; i++) if (ids[base + i] !== id[i]) return false;
+  for (let i = 0; i < ID_LEN; i++) if (ids[base + i] !== id[at + i]) return false;
   return true;
 }
 
-/** Lookup shared by the main thread and workers: entry number, or -1. */
-export function findEntry(ids: Uint8Array, table: Uint32Array, id: Uint8Array): number {
+/** Lookup shared by the main thread and workers: entry number, or -1 (the ID is at `at` in `id`). */
+export function findEntry(ids: Uint8Array, table: Uint32Array, id: Uint8Array, at = 0): number {
   const mask = table.length - 1;
-  let slot = hashOf(id) & mask;
+  let slot = hashOf(id, at) & mask;
   for (;;) {
     const v = table[slot]!;
     if (v === 0) return -1;
-    if (sameId(ids, v - 1, id)) return v - 1;
+    if (sameId(ids, v - 1, id, at)) return v - 1;
     slot = (slot + 1) & mask;
   }
 }
@@ -193,17 +193,25 @@ export class BlobIndex {
 
   /** Adds a blob location; returns false (and changes nothing) if the blob is already indexed. */
   add(id: Uint8Array, loc: BlobLocation): boolean {
-    if (this.find(id) >= 0) return false;
-    if (this.n === this.cap) this.resizeEntries(Math.max(1024, Math.ceil(this.cap * 1.25)));
+    return this.addAt(id, 0, loc.pack, loc.offset, loc.stored, loc.raw);
+  }
+
+  /** `add` for an ID found at `at` in `src`, with the location as numbers (bulk loads: no object per entry). */
+  addAt(src: Uint8Array, at: number, pack: number, offset: number, stored: number, raw: number): boolean {
+    if (findEntry(this.ids, this.table, src, at) >= 0) return false;
+    // Doubling while small (a load of a few hundred thousand entries then copies them only a few
+    // times); beyond a million entries, 1.25x, so the spare capacity stays a quarter at most.
+    if (this.n === this.cap) this.resizeEntries(Math.max(1024, this.cap < 1 << 20 ? this.cap * 2 : Math.ceil(this.cap * 1.25)));
     if ((this.n + 1) * 4 > this.table.length * 3) this.rehash(this.table.length * 2);
     const e = this.n++;
-    this.ids.set(id, e * ID_LEN);
-    this.pack[e] = loc.pack;
-    this.offset[e] = loc.offset;
-    this.stored[e] = loc.stored;
-    this.raw[e] = loc.raw;
+    const base = e * ID_LEN;
+    for (let i = 0; i < ID_LEN; i++) this.ids[base + i] = src[at + i]!;
+    this.pack[e] = pack;
+    this.offset[e] = offset;
+    this.stored[e] = stored;
+    this.raw[e] = raw;
     const mask = this.table.length - 1;
-    let s = hashOf(id) & mask;
+    let s = hashOf(src, at) & mask;
     while (this.table[s] !== 0) s = (s + 1) & mask;
     this.table[s] = e + 1;
     return true;

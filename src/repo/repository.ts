@@ -7,7 +7,7 @@ import { blobId, DEFAULT_KDF, sha256, deriveKeys, newMasterSecret, type KdfParam
 import { BulwarkError, isBulwarkError } from '../errors.js';
 import { BlobCodec } from '../pack/blob-codec.js';
 import { BlobIndex } from '../pack/blob-index.js';
-import { decodeIndex } from '../pack/formats.js';
+import { decodeIndex, loadIndexEntries, type IndexSink } from '../pack/formats.js';
 import { AppendOnlyStorage, appendOnly } from '../storage/append-only.js';
 import type { Storage } from '../storage/storage.js';
 import { addSlot, unlockAll } from './key-slots.js';
@@ -154,8 +154,12 @@ export class Repository {
     for await (const o of this.storage.list('index')) if (!this.indexFiles.has(o.name)) names.push(o.name);
     await mapLimit(names, 8, async (name) => {
       try {
-        const idx = await this.readIndexFile(name);
-        this.addToIndex(idx.packs);
+        const bytes = await this.readIndexBytes(name);
+        try {
+          loadIndexEntries(this.keys.enc, bytes, this.indexSink);
+        } catch (err) {
+          throw corrupt('index', name, err instanceof Error ? err.message : String(err));
+        }
         this.indexFiles.add(name);
       } catch (err) {
         if (!isBulwarkError(err, 'INDEX_CORRUPT')) throw err;
@@ -166,9 +170,21 @@ export class Repository {
     if (this.damagedIndexes.length > 0) await recoverPacks(this);
   }
 
-  async readIndexFile(name: string): Promise<ReturnType<typeof decodeIndex>> {
+  private readonly indexSink: IndexSink = {
+    pack: (id, type) => this.index.packs.add(id, type),
+    blob: (body, at, pack, offset, stored, raw) => {
+      this.index.addAt(body, at, pack, offset, stored, raw);
+    },
+  };
+
+  private async readIndexBytes(name: string): Promise<Uint8Array> {
     const bytes = await this.storage.read({ kind: 'index', name });
     if (sha256(bytes).toString('hex') !== name) throw corrupt('index', name, 'content does not match its name');
+    return bytes;
+  }
+
+  async readIndexFile(name: string): Promise<ReturnType<typeof decodeIndex>> {
+    const bytes = await this.readIndexBytes(name);
     try {
       return decodeIndex(this.keys.enc, bytes);
     } catch (err) {
