@@ -210,14 +210,7 @@ export class Archiver {
    * are handed over. An unchanged file is finished at once, without a promise.
    */
   private file(p: string, node: TreeNode, size: number, prev: TreeNode | undefined): Entry | Promise<Entry> {
-    if (this.unchanged(prev, node, size)) {
-      node.size = prev!.size!;
-      node.content = prev!.content!;
-      this.stats.filesUnmodified++;
-      this.progress.files++;
-      this.progress.bytes += node.size;
-      return { done: node };
-    }
+    if (this.unchanged(prev, node, size)) return { done: this.keepPrev(node, prev!) };
     if (this.pool.tryAcquire()) return this.queue(p, node, size, prev);
     return this.pool.acquire().then(() => this.queue(p, node, size, prev));
   }
@@ -229,15 +222,30 @@ export class Archiver {
         this.warn(p, r.err.code, r.err.message);
         return null;
       }
-      node.size = r.size;
-      node.content = hexList(r);
-      if (prev === undefined) this.stats.filesNew++;
-      else this.stats.filesChanged++;
-      this.progress.files++;
-      this.progress.bytes += r.size;
-      return node;
+      return this.readInto(node, r, prev);
     });
     return { done };
+  }
+
+  /** Finishes an unchanged file's node: the parent's content list stands. */
+  private keepPrev(node: TreeNode, prev: TreeNode): TreeNode {
+    node.size = prev.size!;
+    node.content = prev.content!;
+    this.stats.filesUnmodified++;
+    this.progress.files++;
+    this.progress.bytes += node.size;
+    return node;
+  }
+
+  /** Finishes a read file's node with what the worker found. */
+  private readInto(node: TreeNode, r: FileResult, prev: TreeNode | undefined): TreeNode {
+    node.size = r.size;
+    node.content = hexList(r);
+    if (prev === undefined) this.stats.filesNew++;
+    else this.stats.filesChanged++;
+    this.progress.files++;
+    this.progress.bytes += r.size;
+    return node;
   }
 
   /** Queues a file seen only in a directory listing; the worker stats it (see FileJob.stat). */
@@ -266,19 +274,7 @@ export class Archiver {
     }
     const node = fileNode(name, r.stats, r.statAt, r.exact);
     if (prev !== undefined && prev.type === 'file') this.observe(r.unchanged !== true);
-    if (r.unchanged === true && prev?.content !== undefined && prev.size !== undefined) {
-      node.size = prev.size;
-      node.content = prev.content;
-      this.stats.filesUnmodified++;
-    } else {
-      node.size = r.size;
-      node.content = hexList(r);
-      if (prev === undefined) this.stats.filesNew++;
-      else this.stats.filesChanged++;
-    }
-    this.progress.files++;
-    this.progress.bytes += node.size;
-    return node;
+    return r.unchanged === true && prev?.content !== undefined && prev.size !== undefined ? this.keepPrev(node, prev) : this.readInto(node, r, prev);
   }
 
   private async dir(p: string, node: TreeNode, prev: TreeNode | undefined): Promise<{ done: Promise<TreeNode> }> {
