@@ -52,6 +52,8 @@ export function seal(key: Uint8Array, parts: readonly Uint8Array[], aad?: Uint8A
   return out;
 }
 
+const SEAL_SLICE = 256 * 1024;
+
 /**
  * Like `seal`, but hands the sealed bytes to `write` piece by piece (nonce, ciphertext, tag) instead
  * of assembling them: a chunk worker streams them straight into its pack file, so no buffer the size
@@ -64,9 +66,13 @@ export function sealTo(key: Uint8Array, parts: readonly Uint8Array[], write: (pi
   write(nonce);
   let n = NONCE_LEN;
   for (const p of parts) {
-    const c = cipher.update(p);
-    write(c);
-    n += c.length;
+    // Large parts go through in slices, so the cipher's output buffers stay small (each is written
+    // out and dropped at once) instead of one the size of the blob.
+    for (let at = 0; at < p.length; at += SEAL_SLICE) {
+      const c = cipher.update(p.subarray(at, Math.min(p.length, at + SEAL_SLICE)));
+      write(c);
+      n += c.length;
+    }
   }
   const fin = cipher.final();
   if (fin.length > 0) write(fin);
