@@ -9,7 +9,7 @@ import { availableParallelism, tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { BulwarkError, type ErrorCode } from '../errors.js';
 import { Worker } from 'node:worker_threads';
-import { BlobType, ID_LEN } from '../pack/blob-index.js';
+import { BlobType, ID_LEN, type SharedIndexView } from '../pack/blob-index.js';
 import { createClaimSet } from '../pack/claim-set.js';
 import type { PackBlob } from '../pack/formats.js';
 import type { Packer } from '../pack/packer.js';
@@ -108,6 +108,7 @@ export class WorkerPool {
         packsWaiting: this.packsWaiting,
         maxPacksWaiting: this.threads + 2,
       };
+      this.shared = init.index;
       const worker = new Worker(url, { workerData: init, resourceLimits: { maxYoungGenerationSizeMb: 4 } });
       const slot: Slot = { worker, batches: new Map() };
       worker.on('message', (m: FromWorker) => this.onMessage(slot, m));
@@ -142,6 +143,10 @@ export class WorkerPool {
     this.packer.adoptPack(m.file, { id: Buffer.from(m.id), type: m.type, blobs }, () => {
       // Indexed (or failed, which fails the backup): the tree IDs need no separate record any more.
       if (m.type === BlobType.tree) for (const b of blobs) this.treesSent.delete(Buffer.from(b.id).toString('hex'));
+      // The workers read the index live, but a grown index lives in new shared buffers: point them
+      // there, so blobs stored in this run stay known once the claim set has forgotten them.
+      const now = this.repo.index.shared();
+      if (now.ids !== this.shared?.ids || now.table !== this.shared.table) this.refreshIndex(this.repo);
       Atomics.sub(this.packsWaitingView, 0, 1);
       Atomics.notify(this.packsWaitingView, 0);
     });
@@ -259,9 +264,13 @@ export class WorkerPool {
     best.worker.postMessage(msg);
   }
 
+  /** The index buffers the workers were last given. */
+  private shared: SharedIndexView | undefined;
+
   /** Tells workers about blobs stored since they started, so they skip compressing them. */
   refreshIndex(repo: Repository): void {
     const msg: ToWorker = { t: 'index', index: repo.index.shared() };
+    this.shared = msg.index;
     for (const s of this.slots) s.worker.postMessage(msg);
   }
 
