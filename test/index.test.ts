@@ -2,7 +2,7 @@
 // shared view for workers), the index-file and pack-trailer formats, the FastCDC chunker, the AEAD
 // seal/open and the password-wrapped key slots.
 import assert from 'node:assert/strict';
-import { createHash, randomBytes } from 'node:crypto';
+import { createCipheriv, createHash, randomBytes } from 'node:crypto';
 import { pathToFileURL } from 'node:url';
 import * as path from 'node:path';
 import { Worker } from 'node:worker_threads';
@@ -349,7 +349,11 @@ describe('Chunker (FastCDC)', () => {
 
   it('is content-defined: an insertion disturbs only the chunks around it', () => {
     const c = new Chunker(gearA, small);
-    const data = randomBytes(4 * MiB);
+    // Fixed pseudo-random bytes (AES-CTR keystream), so the case is the same on every run: with
+    // fresh random data, now and then an insertion at the start disturbed a fourth or fifth chunk
+    // before the cut points fell back into step.
+    const det = (seed: number, n: number): Buffer => createCipheriv('aes-256-ctr', Buffer.alloc(32, seed), Buffer.alloc(16)).update(Buffer.alloc(n));
+    const data = det(1, 4 * MiB);
     const orig = chunkHashes(c, data);
     assert.ok(orig.length > 200, `${orig.length} chunks`);
     const origSet = new Set(orig);
@@ -357,10 +361,10 @@ describe('Chunker (FastCDC)', () => {
       const now = new Set(chunkHashes(c, changed));
       return orig.filter((h) => !now.has(h)).length;
     };
-    const atStart = Buffer.concat([randomBytes(100), data]);
+    const atStart = Buffer.concat([det(2, 100), data]);
     assert.ok(lost(atStart) <= 3, `insert at start: ${lost(atStart)} of ${orig.length} chunks changed`);
     const mid = 2 * MiB + 12_345;
-    const inMiddle = Buffer.concat([data.subarray(0, mid), randomBytes(1), data.subarray(mid)]);
+    const inMiddle = Buffer.concat([data.subarray(0, mid), det(3, 1), data.subarray(mid)]);
     assert.ok(lost(inMiddle) <= 3, `insert in the middle: ${lost(inMiddle)} chunks changed`);
     const reused = chunkHashes(c, atStart).filter((h) => origSet.has(h)).length;
     assert.ok(reused >= orig.length - 3);
