@@ -261,12 +261,11 @@ export class Archiver {
     return { done: this.pool.save(job).then((r) => this.listedResult(r, job.path, name, prev)) };
   }
 
-  private async listedResult(r: FileResult, p: string, name: string, prev: TreeNode | undefined): Promise<TreeNode | null> {
+  private listedResult(r: FileResult, p: string, name: string, prev: TreeNode | undefined): TreeNode | null | Promise<TreeNode | null> {
     if (r.retype === true) {
       // Replaced by something else since the listing: look at it like any other entry.
-      let e = this.entry(p, name, prev);
-      if (e instanceof Promise) e = await e;
-      return e.done;
+      const e = this.entry(p, name, prev);
+      return e instanceof Promise ? e.then((x) => x.done) : e.done;
     }
     if (r.err !== undefined || r.stats === undefined || r.statAt === undefined) {
       this.warn(p, r.err?.code ?? 'EIO', r.err?.message ?? 'no stat from the chunk worker');

@@ -35,7 +35,6 @@ export class Packer {
   private readonly open: Partial<Record<BlobTypeCode, PackFile>> = {};
   private readonly pending = new Set<string>();
   private readonly uploads = new Set<Promise<void>>();
-  private heldCredit = 0;
   private unindexed: PackDescriptor[] = [];
   private unindexedBlobs = 0;
   private failure: unknown;
@@ -51,7 +50,6 @@ export class Packer {
 
   constructor(
     private readonly repo: Repository,
-    private readonly release: (bytes: number) => void = () => undefined,
     private readonly maxUploads = 2,
   ) {
     this.tmpDir = repo.storage.tempDir?.() ?? os.tmpdir();
@@ -62,25 +60,11 @@ export class Packer {
     return this.repo.index.has(id) || this.pending.has(Buffer.from(id).toString('hex'));
   }
 
-  private giveBack(credit: number): void {
-    if (credit === 0) return;
-    // While too many packs are being stored, hold producers back until one is done.
-    if (this.uploads.size >= this.maxUploads) this.heldCredit += credit;
-    else this.release(credit);
-  }
-
-  /**
-   * Appends a sealed blob to the open pack of its type. Returns false if the blob is already
-   * stored. `credit` goes back to the producer (via the constructor's callback) once the bytes are
-   * out of memory, or later while too many packs are being stored.
-   */
-  add(type: BlobTypeCode, id: Uint8Array, sealed: Uint8Array, raw: number, credit = 0): boolean {
+  /** Appends a sealed blob to the open pack of its type. Returns false if the blob is already stored. */
+  add(type: BlobTypeCode, id: Uint8Array, sealed: Uint8Array, raw: number): boolean {
     this.throwIfFailed();
     const hex = Buffer.from(id).toString('hex');
-    if ((this.dedupAgainstIndex && this.repo.index.has(id)) || this.pending.has(hex)) {
-      this.giveBack(credit);
-      return false;
-    }
+    if ((this.dedupAgainstIndex && this.repo.index.has(id)) || this.pending.has(hex)) return false;
     let p = this.open[type];
     if (p === undefined) {
       p = new PackFile(type, path.join(this.tmpDir, `pack-${randomBytes(8).toString('hex')}`));
@@ -91,7 +75,6 @@ export class Packer {
     this.stats.blobsAdded++;
     this.stats.rawAdded += raw;
     this.stats.storedAdded += sealed.length;
-    this.giveBack(credit);
     if (p.size >= this.repo.config.packSize) this.finishPack(type);
     return true;
   }
@@ -123,7 +106,11 @@ export class Packer {
     this.store(file, desc, stored);
   }
 
-  /** Stores a finished pack file (at most `maxUploads` at a time in flight) and indexes it. */
+  /**
+   * Starts storing a finished pack file and indexes it once stored. Callers that produce packs on
+   * this thread wait on `backpressure` (at most `maxUploads` in flight); the chunk workers are held
+   * back by the pool instead (see WorkerPool.onPack).
+   */
   private store(file: string, desc: PackDescriptor, stored?: () => void): void {
     const h = { kind: 'data' as const, name: Buffer.from(desc.id).toString('hex') };
     const storage = this.repo.storage;
@@ -152,11 +139,6 @@ export class Packer {
         fs.rmSync(file, { force: true });
         this.uploads.delete(upload);
         stored?.();
-        if (this.uploads.size < this.maxUploads && this.heldCredit > 0) {
-          const c = this.heldCredit;
-          this.heldCredit = 0;
-          this.release(c);
-        }
       });
     this.uploads.add(upload);
   }
