@@ -13,10 +13,11 @@ import type { BlobCodec } from '../pack/blob-codec.js';
 import type { Packer } from '../pack/packer.js';
 import type { Repository } from '../repo/repository.js';
 import type { SnapshotSummary } from '../snapshot/snapshot.js';
-import { encodeTree, fileNode, statNode, type TreeNode } from '../tree/node.js';
+import { ENTRY_STAT_FIELDS, encodeTree, fileNode, statNode, statNodeFrom, type TreeNode } from '../tree/node.js';
 import { loadTree } from '../tree/tree-reader.js';
 import type { FileJob, PrevFile } from '../worker/protocol.js';
 import type { Excluder } from './exclude.js';
+import type { Prewalk } from './prewalk.js';
 import { hexList, type FileResult, type WorkerPool } from './worker-pool.js';
 
 export interface Warning {
@@ -79,6 +80,8 @@ export class Archiver {
     private readonly pool: WorkerPool,
     private readonly excluder: Excluder,
     private readonly codec: BlobCodec,
+    /** Listings made while the repository opened (see prewalk.ts), taken as the walk gets there. */
+    private readonly prewalk?: Prewalk,
   ) {}
 
   private warn(p: string, code: string, message: string): void {
@@ -159,6 +162,11 @@ export class Archiver {
       this.warn(p, sysCode(err) ?? 'EIO', err instanceof Error ? err.message : String(err));
       return { done: null };
     }
+    return this.statted(p, node, size, prev);
+  }
+
+  /** Walks an entry whose lstat is known. */
+  private statted(p: string, node: TreeNode, size: number, prev: TreeNode | undefined): Entry | Promise<Entry> {
     switch (node.type) {
       case 'dir':
         return this.dir(p, node, prev);
@@ -278,13 +286,33 @@ export class Archiver {
 
   private async dir(p: string, node: TreeNode, prev: TreeNode | undefined): Promise<{ done: Promise<TreeNode> }> {
     const parent = await this.parentNodes(prev?.type === 'dir' ? prev.subtree : undefined);
+    const pending: Array<Promise<TreeNode | null> | TreeNode | null> = [];
+    const cached = this.prewalk?.take(p);
+    if (cached !== undefined) {
+      // Listed and stat'ed while the repository opened: the stats are at hand, so even a file the
+      // parent has is compared here, and a changed one goes to a worker that only opens and reads it.
+      for (let i = 0; i < cached.names.length; i++) {
+        const name = cached.names[i]!;
+        const child = p === '/' ? `/${name}` : `${p}/${name}`;
+        if (!this.excluder.empty && this.excluder.excluded(child)) continue;
+        const at = i * ENTRY_STAT_FIELDS;
+        let e: Entry | Promise<Entry>;
+        if (Number.isNaN(cached.stats[at])) e = this.entry(child, name, parent?.get(name));
+        else {
+          const { node: n, size } = statNodeFrom(name, cached.stats, at);
+          e = this.statted(child, n, size, parent?.get(name));
+        }
+        if (e instanceof Promise) e = await e;
+        pending.push(e.done);
+      }
+      return { done: this.finishDir(pending, node, prev, parent) };
+    }
     let listing: fs.Dirent[] = [];
     try {
       listing = fs.readdirSync(p, { withFileTypes: true }).sort(byName);
     } catch (err) {
       this.warn(p, sysCode(err) ?? 'EIO', err instanceof Error ? err.message : String(err));
     }
-    const pending: Array<Promise<TreeNode | null> | TreeNode | null> = [];
     for (const d of listing) {
       const name = d.name;
       const child = p === '/' ? `/${name}` : `${p}/${name}`;
@@ -303,7 +331,12 @@ export class Archiver {
       if (e instanceof Promise) e = await e;
       pending.push(e.done);
     }
-    const done = Promise.all(pending).then(async (all) => {
+    return { done: this.finishDir(pending, node, prev, parent) };
+  }
+
+  /** Settles once every entry of a directory is done: saves its tree and finishes its node. */
+  private finishDir(pending: Array<Promise<TreeNode | null> | TreeNode | null>, node: TreeNode, prev: TreeNode | undefined, parent: Map<string, TreeNode> | undefined): Promise<TreeNode> {
+    return Promise.all(pending).then(async (all) => {
       const nodes = all.filter((n): n is TreeNode => n !== null);
       // A directory whose entries all equal the parent's encodes to the parent's tree: skip encoding.
       node.subtree = prev?.subtree !== undefined && parent !== undefined && sameEntries(nodes, parent) ? prev.subtree : this.saveTree(nodes);
@@ -314,7 +347,6 @@ export class Archiver {
       await this.packer.maybeWriteIndex();
       return node;
     });
-    return { done };
   }
 }
 

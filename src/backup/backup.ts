@@ -9,6 +9,7 @@ import { listSnapshots, matches, saveSnapshot, type Snapshot, type SnapshotDoc }
 import { VERSION } from '../version.js';
 import { absolutePaths, Archiver, buildTrie, type ArchiveStats, type Progress, type Warning } from './archiver.js';
 import { Excluder } from './exclude.js';
+import type { Prewalk } from './prewalk.js';
 import { WorkerPool } from './worker-pool.js';
 
 export interface BackupOptions {
@@ -21,6 +22,8 @@ export interface BackupOptions {
   threads?: number;
   onProgress?: (p: Progress) => void;
   lockWaitMs?: number;
+  /** A pre-walk of the same paths and excludes, started before the repository was opened. */
+  prewalk?: Prewalk;
 }
 
 export interface BackupResult {
@@ -55,7 +58,7 @@ async function backupLocked(repo: Repository, opts: BackupOptions, lock: Lock): 
   {
     packer = new Packer(repo);
     const pool = new WorkerPool(repo, packer, opts.threads);
-    const archiver = new Archiver(repo, packer, pool, new Excluder(opts.excludes ?? []), repo.newCodec());
+    const archiver = new Archiver(repo, packer, pool, new Excluder(opts.excludes ?? []), repo.newCodec(), opts.prewalk);
     const timer = opts.onProgress === undefined ? undefined : setInterval(() => opts.onProgress?.(archiver.progress), 250);
     try {
       tree = await archiver.archiveTrie(buildTrie(paths), '/', parent?.tree);
@@ -66,6 +69,7 @@ async function backupLocked(repo: Repository, opts: BackupOptions, lock: Lock): 
       throw err;
     } finally {
       if (timer !== undefined) clearInterval(timer);
+      opts.prewalk?.stop();
       await pool.close();
     }
     warnings = archiver.warnings;

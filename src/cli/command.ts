@@ -1,5 +1,6 @@
 // The shape every CLI command module shares: its name, usage line, options (node:util parseArgs
-// format), and a run function that gets a Context and returns an exit code.
+// format), and a run function that gets a Context and returns an exit code. Its one-line summary
+// is in the command table (commands/index.ts).
 import type { ParseArgsConfig } from 'node:util';
 import type { Context } from './context.js';
 
@@ -10,7 +11,6 @@ export type Values = Record<string, string | boolean | string[] | boolean[] | un
 export interface Command {
   name: string;
   usage: string;
-  summary: string;
   options: OptionSpec;
   run(ctx: Context, args: string[], values: Values): Promise<number>;
 }

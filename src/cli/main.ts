@@ -55,10 +55,11 @@ export async function main(argv: string[]): Promise<number> {
       process.stdout.write(json ? JSON.stringify({ version: VERSION }) + '\n' : `bulwark ${VERSION}\n`);
       return Exit.OK;
     }
-    const cmd = commands.find((c) => c.name === name);
-    if (cmd === undefined) {
+    const entry = commands.find((c) => c.name === name);
+    if (entry === undefined) {
       throw new BulwarkError('USAGE', `unknown command ${JSON.stringify(name)}`, { hint: 'run `bulwark help` for the list of commands' });
     }
+    const cmd = await entry.load();
     const rest = [...argv];
     rest.splice(rest.indexOf(name), 1);
     let parsed: ReturnType<typeof parseArgs>;
@@ -70,7 +71,7 @@ export async function main(argv: string[]): Promise<number> {
     const v = parsed.values as Values;
     json = v['json'] === true;
     if (v['help'] === true) {
-      process.stdout.write(`usage: ${cmd.usage}\n\n${cmd.summary}\n`);
+      process.stdout.write(`usage: ${cmd.usage}\n\n${entry.summary}\n`);
       return Exit.OK;
     }
     const ctx = new Context({

@@ -71,6 +71,67 @@ export function statNode(p: string, name: string, follow = false): { node: TreeN
   return { node, size: st.size };
 }
 
+/** Numbers per entry in a packed lstat (see `entryStat`, `statNodeFrom`). */
+export const ENTRY_STAT_FIELDS = 10;
+
+/**
+ * Packs an entry's lstat into `out` at `at`: full mode (type bits included), uid, gid, mtimeMs,
+ * ctimeMs, ino, dev, nlink, size, rdev. An entry that `statNodeFrom` cannot rebuild exactly (one
+ * with several hard links needs a BigInt stat for its inode) is packed with a NaN mode: the reader
+ * stats it again.
+ */
+export function entryStat(st: fs.Stats, out: Float64Array, at: number): void {
+  out[at] = st.nlink > 1 && !st.isDirectory() ? NaN : st.mode;
+  out[at + 1] = st.uid;
+  out[at + 2] = st.gid;
+  out[at + 3] = st.mtimeMs;
+  out[at + 4] = st.ctimeMs;
+  out[at + 5] = st.ino;
+  out[at + 6] = st.dev;
+  out[at + 7] = st.nlink;
+  out[at + 8] = st.size;
+  out[at + 9] = st.rdev;
+}
+
+/** The node type of a full st_mode. */
+export function typeOfMode(mode: number): NodeType {
+  switch (mode & 0o170000) {
+    case 0o100000:
+      return 'file';
+    case 0o040000:
+      return 'dir';
+    case 0o120000:
+      return 'symlink';
+    case 0o010000:
+      return 'fifo';
+    case 0o020000:
+      return 'chardev';
+    case 0o060000:
+      return 'blockdev';
+    default:
+      return 'socket';
+  }
+}
+
+/** What `statNode` returns, from an entry packed by `entryStat` (its mode must not be NaN). */
+export function statNodeFrom(name: string, st: Float64Array, at: number): { node: TreeNode; size: number } {
+  const mode = st[at]!;
+  const node: TreeNode = {
+    name,
+    type: typeOfMode(mode),
+    mode: mode & 0o7777,
+    uid: st[at + 1]!,
+    gid: st[at + 2]!,
+    mtime: msToNs(st[at + 3]!),
+    ctime: msToNs(st[at + 4]!),
+    inode: String(st[at + 5]!),
+    dev: String(st[at + 6]!),
+    links: st[at + 7]!,
+  };
+  if (node.type === 'chardev' || node.type === 'blockdev') node.rdev = st[at + 9]!;
+  return { node, size: st[at + 8]! };
+}
+
 /**
  * The stat fields of a regular file as the chunk workers report them (numbers, so they cross the
  * thread boundary without an object per file): see `fileStat` and `fileNode`.

@@ -239,6 +239,13 @@ function processFile(f: number, job: FileJob, out: Outbox): void {
         }
         filled += n;
         got += n;
+        // A short read that reaches the expected size is end of file: on a regular file, read()
+        // returns less than asked only there. Asking once more would return 0 and cost a system
+        // call per file. A file that grew fills the one extra byte asked for and is read on.
+        if (expected !== undefined && got === expected && n < want && ring === undefined) {
+          eof = true;
+          break;
+        }
       }
     };
     for (;;) {

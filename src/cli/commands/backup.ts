@@ -1,5 +1,6 @@
 // bulwark backup: archive paths (or stdin) into a new snapshot.
-import { readExcludeFile } from '../../backup/exclude.js';
+import { Excluder, readExcludeFile } from '../../backup/exclude.js';
+import { Prewalk, prewalkRoots } from '../../backup/prewalk.js';
 import { runBackup } from '../../backup/backup.js';
 import { runStreamBackup } from '../../backup/stream-backup.js';
 import { BulwarkError } from '../../errors.js';
@@ -14,7 +15,6 @@ export const backup: Command = {
     'bulwark backup PATH... [--exclude PATTERN] [--exclude-file FILE] [--tag T] [--host H] [--parent ID | --force]\n' +
     '       bulwark backup --stdin [--stdin-filename NAME] [--tag T] [--host H]\n' +
     '       bulwark backup --stdin-from-command [--stdin-filename NAME] [--tag T] [--host H] -- COMMAND [ARGS...]',
-  summary: 'create a snapshot of files and directories',
   options: {
     exclude: { type: 'string', multiple: true, short: 'e' },
     'exclude-file': { type: 'string', multiple: true },
@@ -38,33 +38,45 @@ export const backup: Command = {
     const host = str(values, 'host');
     if (stdin || fromCommand) return streamBackup(ctx, values, tags, host, fromCommand ? args : undefined);
     const excludes = [...strs(values, 'exclude'), ...strs(values, 'exclude-file').flatMap(readExcludeFile)];
-    const repo = await ctx.openRepo();
-    const parent = flag(values, 'force') ? null : str(values, 'parent');
-    const threads = Number(str(values, 'threads'));
-    const result = await runBackup(repo, {
-      paths: args,
-      excludes,
-      tags,
-      ...(host !== undefined ? { host } : {}),
-      ...(parent !== undefined ? { parent } : {}),
-      ...(Number.isInteger(threads) && threads > 0 ? { threads } : {}),
-      onProgress: (p) => ctx.progress(`${p.files} files, ${p.dirs} dirs, ${formatBytes(p.bytes)}, ${p.errors} errors  ${p.current}`),
-    });
-    for (const w of result.warnings) ctx.warn(`${w.path}: ${w.message}`);
-    const s = result.snapshot.summary!;
-    ctx.result({ id: result.id, snapshot: result.snapshot, warnings: result.warnings, recoveredPacks: result.recoveredPacks }, () =>
-      [
-        `Files:       ${s.filesNew} new, ${s.filesChanged} changed, ${s.filesUnmodified} unmodified`,
-        `Dirs:        ${s.dirsNew} new, ${s.dirsChanged} changed, ${s.dirsUnmodified} unmodified`,
-        `Added:       ${formatBytes(s.dataAdded)} (${formatBytes(s.dataAddedPacked)} stored)`,
-        `Processed:   ${s.totalFilesProcessed} files, ${formatBytes(s.totalBytesProcessed)}`,
-        ...(result.recoveredPacks > 0 ? [`Recovered:   ${result.recoveredPacks} pack(s) left by an interrupted backup`] : []),
-        `snapshot ${result.id.slice(0, 8)} saved${result.warnings.length > 0 ? `, but ${result.warnings.length} file(s) could not be read` : ''}`,
-      ].join('\n'),
-    );
-    return result.warnings.length > 0 ? Exit.PARTIAL : Exit.OK;
+    // List and stat the sources while the repository opens (its key derivation leaves this thread idle).
+    const prewalk = new Prewalk(prewalkRoots(args), new Excluder(excludes)).start();
+    try {
+      return await fileBackup(ctx, values, args, excludes, tags, host, prewalk);
+    } finally {
+      prewalk.stop();
+    }
   },
 };
+
+/** A backup of files and directories. */
+async function fileBackup(ctx: Context, values: Values, args: string[], excludes: string[], tags: string[], host: string | undefined, prewalk: Prewalk): Promise<number> {
+  const repo = await ctx.openRepo();
+  const parent = flag(values, 'force') ? null : str(values, 'parent');
+  const threads = Number(str(values, 'threads'));
+  const result = await runBackup(repo, {
+    paths: args,
+    excludes,
+    tags,
+    ...(host !== undefined ? { host } : {}),
+    ...(parent !== undefined ? { parent } : {}),
+    ...(Number.isInteger(threads) && threads > 0 ? { threads } : {}),
+    prewalk,
+    onProgress: (p) => ctx.progress(`${p.files} files, ${p.dirs} dirs, ${formatBytes(p.bytes)}, ${p.errors} errors  ${p.current}`),
+  });
+  for (const w of result.warnings) ctx.warn(`${w.path}: ${w.message}`);
+  const s = result.snapshot.summary!;
+  ctx.result({ id: result.id, snapshot: result.snapshot, warnings: result.warnings, recoveredPacks: result.recoveredPacks }, () =>
+    [
+      `Files:       ${s.filesNew} new, ${s.filesChanged} changed, ${s.filesUnmodified} unmodified`,
+      `Dirs:        ${s.dirsNew} new, ${s.dirsChanged} changed, ${s.dirsUnmodified} unmodified`,
+      `Added:       ${formatBytes(s.dataAdded)} (${formatBytes(s.dataAddedPacked)} stored)`,
+      `Processed:   ${s.totalFilesProcessed} files, ${formatBytes(s.totalBytesProcessed)}`,
+      ...(result.recoveredPacks > 0 ? [`Recovered:   ${result.recoveredPacks} pack(s) left by an interrupted backup`] : []),
+      `snapshot ${result.id.slice(0, 8)} saved${result.warnings.length > 0 ? `, but ${result.warnings.length} file(s) could not be read` : ''}`,
+    ].join('\n'),
+  );
+  return result.warnings.length > 0 ? Exit.PARTIAL : Exit.OK;
+}
 
 /** --stdin and --stdin-from-command: one stream as one file at the snapshot root. */
 async function streamBackup(ctx: Context, values: Values, tags: string[], host: string | undefined, command: string[] | undefined): Promise<number> {

@@ -17,7 +17,6 @@ export function parseSubset(s: string): number {
 export const check: Command = {
   name: 'check',
   usage: 'bulwark check [--read-data | --read-data-subset N%]',
-  summary: 'check the repository for errors',
   options: { 'read-data': { type: 'boolean' }, 'read-data-subset': { type: 'string' } },
   async run(ctx, _args, values) {
     const subsetArg = str(values, 'read-data-subset');

@@ -8,7 +8,6 @@ import type { Command } from '../command.js';
 export const config: Command = {
   name: 'config',
   usage: 'bulwark config validate | show   [--config FILE]',
-  summary: 'check the config file or show it with defaults applied',
   options: {},
   async run(ctx, args) {
     const [sub] = args;

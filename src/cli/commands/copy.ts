@@ -11,7 +11,6 @@ import { formatBytes } from '../context.js';
 export const copy: Command = {
   name: 'copy',
   usage: 'bulwark copy --from-repo LOCATION [--to-repo LOCATION] [--from-password-file FILE] [--host H] [--tag T] [--path P] [--dry-run] [SNAPSHOT...]',
-  summary: 'copy snapshots from another repository',
   options: {
     'from-repo': { type: 'string' },
     'to-repo': { type: 'string' },

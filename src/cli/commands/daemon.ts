@@ -5,7 +5,6 @@ import type { Command } from '../command.js';
 export const daemon: Command = {
   name: 'daemon',
   usage: 'bulwark daemon [--config FILE]',
-  summary: 'run the scheduled jobs of the config file (SIGHUP reloads, SIGTERM stops)',
   options: {},
   async run(ctx) {
     const d = new Daemon({ configPath: ctx.configPath() });

@@ -20,7 +20,6 @@ const USAGE = [
 export const db: Command = {
   name: 'db',
   usage: USAGE,
-  summary: 'back up and restore databases (PostgreSQL, MySQL/MariaDB, Redis)',
   options: {
     database: { type: 'string', multiple: true, short: 'd' },
     'exclude-table': { type: 'string', multiple: true },

@@ -38,7 +38,6 @@ export async function diffTrees(repo: Repository, a: string | undefined, b: stri
 export const diff: Command = {
   name: 'diff',
   usage: 'bulwark diff SNAPSHOT1 SNAPSHOT2',
-  summary: 'show differences between two snapshots',
   options: {},
   async run(ctx, args) {
     if (args.length !== 2) throw new BulwarkError('USAGE', 'diff needs two snapshots', { hint: this.usage });

@@ -12,7 +12,6 @@ async function write(chunk: Uint8Array): Promise<void> {
 export const dump: Command = {
   name: 'dump',
   usage: 'bulwark dump SNAPSHOT FILE',
-  summary: 'write a file from a snapshot to stdout',
   options: {},
   async run(ctx, args) {
     const [ref, file] = args;

@@ -41,7 +41,6 @@ export const forget: Command = {
     'bulwark forget [SNAPSHOT...] [--keep-last N] [--keep-hourly N] [--keep-daily N] [--keep-weekly N] [--keep-monthly N] [--keep-yearly N]\n' +
     '       [--keep-within DURATION] [--keep-tag T] [--host H] [--tag T] [--path P] [--group-by host,paths,tags] [--dry-run] [--prune] [--max-unused X]\n' +
     '       bulwark forget --policy-from-config [--config FILE] [--job JOB] [--dry-run] [--prune] [--max-unused X]',
-  summary: 'remove snapshots by ID or by a retention policy',
   options: {
     'keep-last': { type: 'string' },
     'keep-hourly': { type: 'string' },

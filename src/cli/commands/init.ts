@@ -11,7 +11,6 @@ import type { Command } from '../command.js';
 export const init: Command = {
   name: 'init',
   usage: 'bulwark init [--compression LEVEL] [--append-only --delete-token-file FILE]',
-  summary: 'create a new repository',
   options: { compression: { type: 'string' }, 'append-only': { type: 'boolean' }, 'delete-token-file': { type: 'string' } },
   async run(ctx, _args, values) {
     const tokenFile = typeof values['delete-token-file'] === 'string' ? values['delete-token-file'] : undefined;

@@ -9,7 +9,6 @@ import { str, type Command } from '../command.js';
 export const key: Command = {
   name: 'key',
   usage: 'bulwark key list | add | remove ID | passwd   (new password: --new-password-file FILE or BULWARK_NEW_PASSWORD)',
-  summary: 'manage repository keys (passwords)',
   options: { 'new-password-file': { type: 'string' } },
   async run(ctx, args, values) {
     const [sub, arg] = args;

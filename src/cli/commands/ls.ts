@@ -19,7 +19,6 @@ function mtimeIso(n: TreeNode): string {
 export const ls: Command = {
   name: 'ls',
   usage: 'bulwark ls SNAPSHOT [PATH] [--long] [--recursive]',
-  summary: 'list files in a snapshot',
   options: { long: { type: 'boolean', short: 'l' }, recursive: { type: 'boolean', short: 'R' } },
   async run(ctx, args, values) {
     const [ref, sub = '/'] = args;

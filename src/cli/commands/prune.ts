@@ -25,7 +25,6 @@ export function pruneText(r: PruneResult): string[] {
 export const prune: Command = {
   name: 'prune',
   usage: 'bulwark prune [--max-unused 5%|SIZE|unlimited] [--dry-run]',
-  summary: 'remove data that no snapshot needs',
   options: { 'max-unused': { type: 'string' }, 'dry-run': { type: 'boolean', short: 'n' } },
   async run(ctx, _args, values) {
     const m = str(values, 'max-unused');

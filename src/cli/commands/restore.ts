@@ -8,7 +8,6 @@ import { formatBytes } from '../context.js';
 export const restore: Command = {
   name: 'restore',
   usage: 'bulwark restore SNAPSHOT[:SUBPATH] --target DIR [--include P] [--exclude P] [--verify] [--dry-run]',
-  summary: 'restore a snapshot',
   options: {
     target: { type: 'string', short: 't' },
     include: { type: 'string', multiple: true, short: 'i' },

@@ -9,7 +9,6 @@ import type { Command } from '../command.js';
 export const run: Command = {
   name: 'run',
   usage: 'bulwark run JOB [--config FILE]',
-  summary: 'run one job of the config now',
   options: {},
   async run(ctx, args) {
     const [name] = args;

@@ -9,7 +9,6 @@ import { formatBytes } from '../context.js';
 export const runs: Command = {
   name: 'runs',
   usage: 'bulwark runs [--job JOB] [--status STATUS] [--limit N] [--config FILE]',
-  summary: 'list the history of job runs',
   options: { job: { type: 'string' }, status: { type: 'string' }, limit: { type: 'string' } },
   async run(ctx, _args, values) {
     const cfg = loadConfig(ctx.configPath());

@@ -6,7 +6,6 @@ import { str, strs, type Command } from '../command.js';
 export const snapshots: Command = {
   name: 'snapshots',
   usage: 'bulwark snapshots [--host H] [--tag T] [--path P]',
-  summary: 'list snapshots',
   options: { host: { type: 'string' }, tag: { type: 'string', multiple: true }, path: { type: 'string', multiple: true } },
   async run(ctx, _args, values) {
     const repo = await ctx.openRepo();

@@ -89,7 +89,6 @@ export async function computeStats(repo: Repository, snaps: Snapshot[]): Promise
 export const stats: Command = {
   name: 'stats',
   usage: 'bulwark stats [SNAPSHOT...]',
-  summary: 'show sizes, deduplication and compression',
   options: {},
   async run(ctx, args) {
     const repo = await ctx.openRepo();

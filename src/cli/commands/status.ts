@@ -25,7 +25,6 @@ export interface JobStatus {
 export const status: Command = {
   name: 'status',
   usage: 'bulwark status [--config FILE]',
-  summary: 'show each job\'s last success against its RPO, next run and failures',
   options: {},
   async run(ctx) {
     const cfg = loadConfig(ctx.configPath());
