@@ -4,17 +4,16 @@
 // and incremental backups store for the same cluster. See docs/benchmarks.md.
 //
 // Usage: node dist/bench/db.js [--repeat N] [--scale S] [--churn SECONDS] [--data DIR]
+import { bulwarkCmd } from "./bulwark-cmd.js";
 import { execFileSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import * as fs from "node:fs";
 import os from "node:os";
 import { join, resolve } from "node:path";
-import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { measure, must, run, runMain, type Measurement } from "./exec.js";
 
 const PGBIN = "/usr/lib/postgresql/15/bin";
-const BULWARK = process.env["BENCH_BULWARK_MAIN"] ?? fileURLToPath(new URL("../src/cli/main.js", import.meta.url));
 const TARGET = { backup: 1.3, restore: 1.3 };
 
 function say(msg: string): void {
@@ -173,8 +172,8 @@ async function main(): Promise<number> {
     const zstFile = join(work, "dump.pgdump.zst");
     for (let round = 1; round <= repeat; round++) {
       const repo = join(work, `repo-b${round}`);
-      await must("node", [BULWARK, "init", "--repo", repo], { env });
-      const doBulwark = (): Promise<Measurement> => measure("node", [BULWARK, "db", "backup", dbUrl, "--repo", repo, "--quiet"], timeFile, { env });
+      await must(...bulwarkCmd("init", "--repo", repo), { env });
+      const doBulwark = (): Promise<Measurement> => measure(...bulwarkCmd("db", "backup", dbUrl, "--repo", repo, "--quiet"), timeFile, { env });
       const doRef = (): Promise<Measurement> => measure("sh", ["-c", `pg_dump ${pgArgs.join(" ")} -Fc -Z0 -d postgres | zstd -3 -q -f -o ${zstFile}`], timeFile, {});
       const [first, second] = round % 2 === 1 ? [doBulwark, doRef] : [doRef, doBulwark];
       const a = await first();
@@ -196,7 +195,7 @@ async function main(): Promise<number> {
       for (const db of ["r_ref", "r_bw"]) psql(cluster, `DROP DATABASE IF EXISTS ${db}`);
       psql(cluster, "CREATE DATABASE r_ref");
       const doBulwark = (): Promise<Measurement> =>
-        measure("node", [BULWARK, "db", "restore", "latest", "--repo", repo, "--to", cluster.url, "--database", "postgres", "--as", "r_bw", "--quiet"], timeFile, { env });
+        measure(...bulwarkCmd("db", "restore", "latest", "--repo", repo, "--to", cluster.url, "--database", "postgres", "--as", "r_bw", "--quiet"), timeFile, { env });
       const doRef = (): Promise<Measurement> => measure("pg_restore", [...pgArgs, "-d", "r_ref", dumpFile], timeFile, {});
       const [first, second] = round % 2 === 1 ? [doBulwark, doRef] : [doRef, doBulwark];
       const a = await first();
@@ -221,7 +220,7 @@ async function main(): Promise<number> {
     const pgbenchOut = await must("pgbench", ["-T", String(churnS), "-c", "4", "-j", "2", "-h", "127.0.0.1", "-p", String(cluster.port), "-U", "postgres", "postgres"]);
     const tps = /tps = ([\d.]+)/.exec(pgbenchOut)?.[1];
     const repoBefore = duBytes(repo);
-    const second = await run("node", [BULWARK, "db", "backup", dbUrl, "--repo", repo, "--json"], { env });
+    const second = await run(...bulwarkCmd("db", "backup", dbUrl, "--repo", repo, "--json"), { env });
     const snap = JSON.parse(second.stdout) as { snapshot: { summary: { dataAdded: number; dataAddedPacked: number; totalBytesProcessed: number } } };
     const repoAfter = duBytes(repo);
     const pgbrIncr = await measure("runuser", ["-u", "postgres", "--", "pgbackrest", `--config=${cluster.pgbrConf}`, "--stanza=bench", "backup", "--type=incr"], timeFile, {});

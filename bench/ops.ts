@@ -4,14 +4,13 @@
 // daemon's idle cost: resident memory and CPU time of `bulwark daemon` with nothing due for a while.
 //
 // Usage: node dist/bench/ops.js [--data DIR] [--repeat N] [--idle SECONDS]
+import { bulwarkCmd } from "./bulwark-cmd.js";
 import { execFileSync, spawn } from "node:child_process";
 import * as fs from "node:fs";
 import { join, resolve } from "node:path";
-import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { measure, runMain, type Measurement } from "./exec.js";
 
-const BULWARK = process.env["BENCH_BULWARK_MAIN"] ?? fileURLToPath(new URL("../src/cli/main.js", import.meta.url));
 const TARGET = 0.7;
 
 function say(msg: string): void {
@@ -55,7 +54,7 @@ async function pruneBench(root: string, repeat: number): Promise<Record<string, 
     execFileSync("cp", ["-a", restic.repo, copies.restic]);
     const before = { bulwark: du(copies.bulwark), restic: du(copies.restic) };
     const runBulwark = (): Promise<Measurement> =>
-      measure("node", [BULWARK, "forget", "--keep-last", "1", "--prune", "--quiet"], timeFile, { env: { ...process.env, BULWARK_REPO: copies.bulwark, BULWARK_PASSWORD: bulwark.password } });
+      measure(...bulwarkCmd("forget", "--keep-last", "1", "--prune", "--quiet"), timeFile, { env: { ...process.env, BULWARK_REPO: copies.bulwark, BULWARK_PASSWORD: bulwark.password } });
     const runRestic = (): Promise<Measurement> =>
       measure("restic", ["forget", "--keep-last", "1", "--prune", "--repo", copies.restic, "--no-cache"], timeFile, { env: { ...process.env, RESTIC_PASSWORD: restic.password } });
     const [first, second] = round % 2 === 1 ? [runBulwark, runRestic] : [runRestic, runBulwark];
@@ -67,7 +66,7 @@ async function pruneBench(root: string, repeat: number): Promise<Record<string, 
     say(`round ${round}: bulwark ${fmt(m.bulwark)} (${before.bulwark} -> ${after.bulwark} B); restic ${fmt(m.restic)} (${before.restic} -> ${after.restic} B)`);
     if (!m.bulwark.ok || !m.restic.ok) throw new Error("a forget --prune failed");
     // The kept snapshot must still be whole.
-    execFileSync("node", [BULWARK, "check", "--read-data-subset", "10%"], { env: { ...process.env, BULWARK_REPO: copies.bulwark, BULWARK_PASSWORD: bulwark.password }, stdio: "ignore" });
+    execFileSync(...bulwarkCmd("check", "--read-data-subset", "10%"), { env: { ...process.env, BULWARK_REPO: copies.bulwark, BULWARK_PASSWORD: bulwark.password }, stdio: "ignore" });
   }
   fs.rmSync(work, { recursive: true, force: true });
   const ratio = median(rows.map((r) => r.bulwark.wallS)) / median(rows.map((r) => r.restic.wallS));
@@ -82,11 +81,11 @@ async function idleBench(seconds: number): Promise<Record<string, unknown>> {
     fs.mkdirSync(join(dir, "src"));
     fs.writeFileSync(join(dir, "src", "a.txt"), "idle\n");
     const env = { ...process.env, BULWARK_REPO: join(dir, "repo"), BULWARK_PASSWORD: "idle-bench" };
-    execFileSync("node", [BULWARK, "init"], { env, stdio: "ignore" });
+    execFileSync(...bulwarkCmd("init"), { env, stdio: "ignore" });
     const config = join(dir, "bulwark.yaml");
     const jobs = Array.from({ length: 10 }, (_, i) => `  job${i}: { source: s, repository: r, schedule: "0 3 1 1 *" }`).join("\n");
     fs.writeFileSync(config, `repositories: { r: { url: ${JSON.stringify(join(dir, "repo"))}, password: idle-bench } }\nsources: { s: { type: files, paths: [${JSON.stringify(join(dir, "src"))}] } }\njobs:\n${jobs}\ndaemon: { prune: false }\n`);
-    const child = spawn("node", [BULWARK, "daemon", "--config", config], { stdio: "ignore", env });
+    const child = spawn(...bulwarkCmd("daemon", "--config", config), { stdio: "ignore", env });
     const pid = child.pid!;
     const sample = (): { rssKiB: number; cpuTicks: number } => {
       const status = fs.readFileSync(`/proc/${pid}/status`, "utf8");

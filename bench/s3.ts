@@ -9,6 +9,7 @@
 //   --source NAME  tree under DIR to back up (default src-A, which no other suite modifies)
 //   --repeat N     timed rounds; ratios use medians (default 1), after the counting round 0
 // Writes DIR/s3/s3-results-<time>.json and prints a table.
+import { bulwarkCmd } from "./bulwark-cmd.js";
 import { execFileSync } from "node:child_process";
 import * as fs from "node:fs";
 import * as net from "node:net";
@@ -20,7 +21,6 @@ import { measure, must, type Measurement } from "./exec.js";
 
 const RESTORE_ROOT = process.env["BENCH_RESTORE_ROOT"] ?? (fs.existsSync("/dev/shm") ? "/dev/shm/bulwark-bench-s3" : undefined);
 
-const BULWARK = process.env["BENCH_BULWARK_MAIN"] ?? fileURLToPath(new URL("../src/cli/main.js", import.meta.url));
 const SCRIPT = resolve(fileURLToPath(new URL("../../test/ceph-s3.sh", import.meta.url)));
 
 function say(msg: string): void {
@@ -137,9 +137,9 @@ async function main(): Promise<void> {
       if (tool === "bulwark") {
         const env = { ...baseEnv, BULWARK_REPO: `${repo}/repo` };
         // Never a synchronous child here: the proxy runs in this process.
-        await must("node", [BULWARK, "init", "--quiet"], { env });
-        await counted(round, tool, "backup", "node", [BULWARK, "backup", source, "--quiet"], env);
-        await counted(round, tool, "restore", "node", [BULWARK, "restore", "latest", "--target", target, "--quiet"], env);
+        await must(...bulwarkCmd("init", "--quiet"), { env });
+        await counted(round, tool, "backup", ...bulwarkCmd("backup", source, "--quiet"), env);
+        await counted(round, tool, "restore", ...bulwarkCmd("restore", "latest", "--target", target, "--quiet"), env);
       } else {
         const cache = join(work, "run", "restic-cache");
         fs.rmSync(cache, { recursive: true, force: true });

@@ -1,10 +1,11 @@
 // How each backup tool is invoked. Every tool gets its own state directory
 // (repository, HOME, caches), and its password only through the environment.
+import { BULWARK_ENTRY, bulwarkBuilt, bulwarkCmd } from "./bulwark-cmd.js";
 import { randomBytes } from "node:crypto";
 import { existsSync } from "node:fs";
 import { mkdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { PROJECT_ROOT, type ToolName } from "./config.js";
+import type { ToolName } from "./config.js";
 import { must, run } from "./exec.js";
 
 export interface Command {
@@ -117,16 +118,17 @@ async function borg(dir: string): Promise<Tool> {
 
 async function bulwark(dir: string): Promise<Tool> {
   const p = pathsFor(dir);
-  // BENCH_BULWARK_MAIN points the benchmark at another build of the CLI.
-  const main = process.env["BENCH_BULWARK_MAIN"] ?? join(PROJECT_ROOT, "dist", "src", "cli", "main.js");
   const env = { ...baseEnv(p), BULWARK_REPO: p.repo, BULWARK_PASSWORD: await password(dir) };
-  const node = (...args: string[]): Command => ({ cmd: process.execPath, args: [main, ...args] });
+  const node = (...args: string[]): Command => {
+    const [cmd, argv] = bulwarkCmd(...args);
+    return { cmd, args: argv };
+  };
   return {
     name: "bulwark",
     ...p,
     env,
-    unavailable: () => (existsSync(main) ? undefined : `${main} not built`),
-    version: () => firstLine(process.execPath, [main, "--version"], env),
+    unavailable: () => (bulwarkBuilt() ? undefined : `${BULWARK_ENTRY} not built (npm run build)`),
+    version: () => firstLine(...bulwarkCmd("version"), env),
     init: () => node("init"),
     backup: (path) => node("backup", path),
     restore: (target) => Promise.resolve(node("restore", "latest", "--target", target)),

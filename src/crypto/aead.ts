@@ -52,7 +52,11 @@ export function seal(key: Uint8Array, parts: readonly Uint8Array[], aad?: Uint8A
   return out;
 }
 
-const SEAL_SLICE = 256 * 1024;
+// 64 KiB: under glibc's initial mmap threshold (128 KiB), so the cipher's output buffers come from
+// the thread's heap and are reused, instead of each being mapped and unmapped. A freed mapping also
+// raises glibc's threshold, after which larger buffers fragment the thread's heap; that kept a
+// first backup's resident set about 15 MiB higher with 256 KiB slices.
+const SEAL_SLICE = 64 * 1024;
 
 /**
  * Like `seal`, but hands the sealed bytes to `write` piece by piece (nonce, ciphertext, tag) instead

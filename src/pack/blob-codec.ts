@@ -14,9 +14,15 @@ export class BlobCodec {
   private scratch: Buffer = Buffer.alloc(0);
   private readonly decompressor = new Decompressor();
 
+  /**
+   * `maxRaw`, when given, is the largest blob this codec will compress (the chunker's maximum): the
+   * output buffer is then allocated once at its final size, whose untouched pages cost no memory,
+   * instead of growing in steps whose freed buffers fragment the thread's malloc heap.
+   */
   constructor(
     private readonly encKey: Uint8Array,
     level: number,
+    private readonly maxRaw = 0,
   ) {
     if (level !== 0) {
       this.cctx = new binding.CCtx();
@@ -29,7 +35,7 @@ export class BlobCodec {
   private payload(raw: Uint8Array): [Uint8Array, Uint8Array] {
     if (this.cctx !== undefined && raw.length >= 64) {
       const bound = binding.compressBound(raw.length);
-      if (this.scratch.length < bound) this.scratch = Buffer.allocUnsafe(Math.max(bound, 64 * 1024));
+      if (this.scratch.length < bound) this.scratch = Buffer.allocUnsafe(Math.max(bound, binding.compressBound(this.maxRaw), 64 * 1024));
       const n = this.cctx.compress2(this.scratch, raw);
       if (n + 8 < raw.length) return [ZSTD, this.scratch.subarray(0, n)];
     }

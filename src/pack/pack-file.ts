@@ -25,6 +25,13 @@ export function tempFileError(err: unknown, file: string): BulwarkError {
 /** Small blobs are gathered into writes of this size (one syscall and hash update per batch). */
 const STAGE_BYTES = 1024 * 1024;
 
+/**
+ * Stage buffers of finished packs, kept for the next pack of this thread: allocating and freeing
+ * 1 MiB per pack fragments the thread's malloc heap (see crypto/aead SEAL_SLICE).
+ */
+const spareStages: Buffer[] = [];
+const MAX_SPARE_STAGES = 2;
+
 export class PackFile {
   blobs: PackBlob[] = [];
   size = 0;
@@ -61,7 +68,7 @@ export class PackFile {
   private append(data: Uint8Array): void {
     if (data.length < STAGE_BYTES / 4) {
       if (this.staged + data.length > STAGE_BYTES) this.flush();
-      this.stage ??= Buffer.allocUnsafe(STAGE_BYTES);
+      this.stage ??= spareStages.pop() ?? Buffer.allocUnsafe(STAGE_BYTES);
       this.stage.set(data, this.staged);
       this.staged += data.length;
     } else {
@@ -99,13 +106,21 @@ export class PackFile {
     }
     fs.closeSync(this.fd);
     this.fd = -1;
+    this.releaseStage();
     return this.hash.digest();
+  }
+
+  private releaseStage(): void {
+    if (this.stage !== undefined && spareStages.length < MAX_SPARE_STAGES) spareStages.push(this.stage);
+    this.stage = undefined;
+    this.staged = 0;
   }
 
   /** Closes and removes the temp file (abort paths). */
   discard(): void {
     if (this.fd >= 0) fs.closeSync(this.fd);
     this.fd = -1;
+    this.releaseStage();
     fs.rmSync(this.file, { force: true });
   }
 }

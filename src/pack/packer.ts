@@ -17,7 +17,7 @@ import * as path from 'node:path';
 import type { Repository } from '../repo/repository.js';
 import { putObject } from '../repo/objects.js';
 import { BlobType, type BlobTypeCode } from './blob-index.js';
-import { encodeIndex, type PackBlob, type PackDescriptor } from './formats.js';
+import { indexPackPart, sealIndex, type PackDescriptor } from './formats.js';
 import { PackFile, tempFileError } from './pack-file.js';
 
 const INDEX_FLUSH_BLOBS = 50_000;
@@ -35,7 +35,8 @@ export class Packer {
   private readonly open: Partial<Record<BlobTypeCode, PackFile>> = {};
   private readonly pending = new Set<string>();
   private readonly uploads = new Set<Promise<void>>();
-  private unindexed: PackDescriptor[] = [];
+  /** Stored packs whose index file is not written yet, as index body parts (compact). */
+  private unindexed: Uint8Array[] = [];
   private unindexedBlobs = 0;
   private failure: unknown;
   private readonly tmpDir: string;
@@ -44,8 +45,12 @@ export class Packer {
    * blobs out of packs it is about to delete). Blobs queued in this run are still stored once.
    */
   dedupAgainstIndex = true;
-  /** Every pack stored by this packer, and every index file it wrote. */
+  /**
+   * Every pack stored by this packer (only while `recordPacks` is set: prune needs them; a backup
+   * would hold a descriptor per blob for the whole run), and every index file it wrote.
+   */
   readonly writtenPacks: PackDescriptor[] = [];
+  recordPacks = false;
   readonly writtenIndexFiles: string[] = [];
 
   constructor(
@@ -127,8 +132,8 @@ export class Packer {
       .then(() => {
         this.repo.addToIndex([desc]);
         for (const b of desc.blobs) this.pending.delete(Buffer.from(b.id).toString('hex'));
-        this.unindexed.push(desc);
-        this.writtenPacks.push(desc);
+        this.unindexed.push(indexPackPart(desc));
+        if (this.recordPacks) this.writtenPacks.push(desc);
         this.unindexedBlobs += desc.blobs.length;
         this.stats.packsWritten++;
       })
@@ -153,7 +158,7 @@ export class Packer {
     const packs = this.unindexed;
     this.unindexed = [];
     this.unindexedBlobs = 0;
-    const name = await putObject(this.repo.storage, 'index', encodeIndex(this.repo.keys.enc, packs));
+    const name = await putObject(this.repo.storage, 'index', sealIndex(this.repo.keys.enc, packs));
     this.repo.indexFiles.add(name);
     this.writtenIndexFiles.push(name);
     this.stats.indexFilesWritten++;

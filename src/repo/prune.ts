@@ -343,6 +343,7 @@ export async function runPrune(repo: Repository, opts: PruneOptions = {}): Promi
 
     // 4. Repack: copy the chosen copies of used blobs out of packs to repack (adds objects only).
     const packer = new Packer(repo);
+    packer.recordPacks = true;
     packer.dedupAgainstIndex = false;
     const toRepack = [...packs.values()].filter((p) => p.action === 'repack');
     let done = 0;

@@ -22,7 +22,7 @@ import type { BatchMsg, FailMsg, FileJob, FilePart, FlushedMsg, PackMsg, PrevFil
 const init = workerData as WorkerInit;
 const port = parentPort!;
 const chunker = new Chunker(init.gear, init.chunker);
-const codec = new BlobCodec(init.encKey, init.level);
+const codec = new BlobCodec(init.encKey, init.level, init.chunker.max);
 let known = new SharedIndexReader(init.index);
 const claims = new ClaimSet(init.claims);
 const waiting = new Int32Array(init.packsWaiting);

@@ -1,0 +1,42 @@
+// The `bulwark` command as npm installs it: bin/bulwark, reached through a symlink, starts the CLI
+// with its process-start settings and passes arguments, exit codes and output through unchanged.
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { after, describe, it } from 'node:test';
+import { VERSION } from '../src/version.js';
+import { rmrf, tmpdir } from './helpers.js';
+
+const BIN = fileURLToPath(new URL('../../bin/bulwark', import.meta.url));
+const roots: string[] = [];
+after(() => {
+  for (const r of roots) rmrf(r);
+});
+
+describe('bin/bulwark', () => {
+  it('runs the CLI through a symlink, with arguments and exit codes passed through', () => {
+    const dir = tmpdir('bulwark-bin-');
+    roots.push(dir);
+    const link = path.join(dir, 'bulwark');
+    fs.symlinkSync(BIN, link);
+    const ok = spawnSync(link, ['--json', 'version'], { encoding: 'utf8' });
+    assert.equal(ok.status, 0, ok.stderr);
+    assert.deepEqual(JSON.parse(ok.stdout), { version: VERSION });
+    const bad = spawnSync(link, ['no-such-command'], { encoding: 'utf8' });
+    assert.equal(bad.status, 2, 'usage errors keep their exit code');
+    assert.match(bad.stderr, /USAGE/);
+  });
+
+  it('sets MALLOC_ARENA_MAX for the process unless the caller set it', () => {
+    // The script with its final `exec node ...` replaced by printing the variable it exports.
+    const probe = (env: NodeJS.ProcessEnv): string =>
+      spawnSync('sh', ['-c', `sed 's/^exec node .*/printf %s "$MALLOC_ARENA_MAX"/' "${BIN}" | sh`], { encoding: 'utf8', env }).stdout;
+    const env = { ...process.env };
+    delete env['MALLOC_ARENA_MAX'];
+    assert.equal(probe(env), '2');
+    assert.equal(probe({ ...env, MALLOC_ARENA_MAX: '4' }), '4');
+    assert.match(fs.readFileSync(BIN, 'utf8'), /^exec node "\$here\/\.\.\/dist\/src\/cli\/main\.js" "\$@"$/m, 'the probe replaced the real start line');
+  });
+});
