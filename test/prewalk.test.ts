@@ -64,6 +64,11 @@ describe('pre-walk', () => {
     assert.equal(w.held, 0, 'no listing beyond the tree');
   });
 
+  it('walks a source path inside another source path once', () => {
+    assert.deepEqual(prewalkRoots(['/a/b', '/a', '/c/', '/ab', '/a/b/c']), ['/a', '/ab', '/c']);
+    assert.deepEqual(prewalkRoots(['/x', '/']), ['/']);
+  });
+
   it('stops at its bound', async () => {
     const root = newRoot();
     for (let d = 0; d < 20; d++) {

@@ -129,7 +129,11 @@ function byName(a: string, b: string): number {
   return a < b ? -1 : a > b ? 1 : 0;
 }
 
-/** The absolute form of backup source paths, as the archiver names them (see absolutePaths). */
+/**
+ * The absolute form of backup source paths, as the archiver names them (see absolutePaths),
+ * without those inside another one (walking the outer one lists them).
+ */
 export function prewalkRoots(paths: readonly string[]): string[] {
-  return [...new Set(paths.map((p) => path.resolve(p).split(path.sep).join('/')))].sort();
+  const all = [...new Set(paths.map((p) => path.resolve(p).split(path.sep).join('/')))].sort();
+  return all.filter((p) => !all.some((q) => q !== p && (q === '/' || p.startsWith(`${q}/`))));
 }
