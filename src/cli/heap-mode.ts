@@ -1,6 +1,9 @@
 // How the JavaScript heap trades memory for speed (BULWARK_HEAP):
 //   lean  V8's --optimize-for-size: small heap growth steps and an eager memory reducer, so the
-//         resident set stays close to what is live, at the cost of many more full collections;
+//         resident set stays close to what is live, at the cost of many more full collections.
+//         Set at run time, it also keeps the young generation at its initial 1 MiB semi-spaces
+//         (a --max-semi-space-size set at run time would not: it only applies to heaps created
+//         later);
 //   fast  V8's defaults: the heap grows in larger steps and is collected less often.
 // The default is lean, except when a repository of the command is remote (s3:...), where the AWS
 // SDK's allocations made lean collections cost a quarter of a restore's time (measured: restore of

@@ -11,8 +11,10 @@ import { Context } from './context.js';
 import { Exit, exitFor } from './exit-codes.js';
 import { heapMode } from './heap-mode.js';
 
-// Small young-generation semi-spaces: the main thread allocates many short-lived objects, and
-// V8's default 16 MiB semi-spaces would grow the resident set for no speed gain here.
+// 1 MiB young-generation semi-spaces for the worker threads (chunking, restore), whose isolates are
+// created after this and where the flag takes precedence over their resource limits. Set at run
+// time it does not shrink this thread's heap: in lean mode --optimize-for-size keeps that small
+// (see heap-mode.ts).
 setFlagsFromString('--max-semi-space-size=1');
 // Restore creates directories with many mkdir calls in flight; libuv's default of 4 pool threads is too few
 // on filesystems where creating a file takes hundreds of microseconds.
