@@ -9,7 +9,7 @@ import { Excluder } from '../src/backup/exclude.js';
 import { Prewalk, prewalkRoots } from '../src/backup/prewalk.js';
 import { restoreSnapshot } from '../src/restore/restorer.js';
 import { listSnapshots } from '../src/snapshot/snapshot.js';
-import { ENTRY_STAT_FIELDS } from '../src/tree/node.js';
+import { STAT_FIELDS } from '../src/tree/node.js';
 import { initRepo } from './fault-helpers.js';
 import { compareTrees, makeTree, rmrf, tmpdir } from './helpers.js';
 
@@ -49,7 +49,7 @@ describe('pre-walk', () => {
       assert.deepEqual(l.names, want, dir);
       l.names.forEach((n, i) => {
         const st = fs.lstatSync(path.join(dir, n));
-        const at = i * ENTRY_STAT_FIELDS;
+        const at = i * STAT_FIELDS;
         if (st.nlink > 1 && !st.isDirectory()) {
           // Hard links need an exact (BigInt) inode: left to the archiver to stat again.
           assert.ok(Number.isNaN(l.stats[at]), `${n} is marked to be stat'ed again`);

@@ -107,7 +107,7 @@ describe('chunk workers', () => {
       assert.equal(r.size, 5);
       const st = fs.lstatSync(file);
       assert.ok(r.stats !== undefined && r.statAt !== undefined);
-      assert.equal(r.stats[r.statAt], 0o640);
+      assert.equal(r.stats[r.statAt], 0o100640, 'full mode: a regular file with permissions 0640');
       assert.equal(r.stats[r.statAt + 5], st.ino);
       assert.equal(r.stats[r.statAt + 8], 5);
       assert.equal(hexList(r).length, 1);

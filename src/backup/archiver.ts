@@ -13,7 +13,7 @@ import type { BlobCodec } from '../pack/blob-codec.js';
 import type { Packer } from '../pack/packer.js';
 import type { Repository } from '../repo/repository.js';
 import type { SnapshotSummary } from '../snapshot/snapshot.js';
-import { ENTRY_STAT_FIELDS, encodeTree, fileNode, statNode, statNodeFrom, type TreeNode } from '../tree/node.js';
+import { STAT_FIELDS, encodeTree, statNode, statNodeFrom, type TreeNode } from '../tree/node.js';
 import { loadTree } from '../tree/tree-reader.js';
 import type { FileJob, PrevFile } from '../worker/protocol.js';
 import type { Excluder } from './exclude.js';
@@ -279,7 +279,7 @@ export class Archiver {
       this.warn(p, r.err?.code ?? 'EIO', r.err?.message ?? 'no stat from the chunk worker');
       return null;
     }
-    const node = fileNode(name, r.stats, r.statAt, r.exact);
+    const node = statNodeFrom(name, r.stats, r.statAt, r.exact).node;
     if (prev !== undefined && prev.type === 'file') this.observe(r.unchanged !== true);
     return r.unchanged === true && prev?.content !== undefined && prev.size !== undefined ? this.keepPrev(node, prev) : this.readInto(node, r, prev);
   }
@@ -295,7 +295,7 @@ export class Archiver {
         const name = cached.names[i]!;
         const child = p === '/' ? `/${name}` : `${p}/${name}`;
         if (!this.excluder.empty && this.excluder.excluded(child)) continue;
-        const at = i * ENTRY_STAT_FIELDS;
+        const at = i * STAT_FIELDS;
         let e: Entry | Promise<Entry>;
         if (Number.isNaN(cached.stats[at])) e = this.entry(child, name, parent?.get(name));
         else {

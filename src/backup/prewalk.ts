@@ -11,7 +11,7 @@
 // archiver passes: a backup is not an atomic picture of a live filesystem either way.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { ENTRY_STAT_FIELDS, entryStat } from '../tree/node.js';
+import { STAT_FIELDS, packStat } from '../tree/node.js';
 import type { Excluder } from './exclude.js';
 
 /** One directory's listing: names in archiver order, and per name its packed lstat (NaN mode: stat again). */
@@ -103,16 +103,18 @@ export class Prewalk {
       return; // the archiver lists it again and reports the error
     }
     if (!this.excluder.empty) names = names.filter((n) => !this.excluder.excluded(join(dir, n)));
-    const stats = new Float64Array(names.length * ENTRY_STAT_FIELDS);
+    const stats = new Float64Array(names.length * STAT_FIELDS);
     const subdirs: string[] = [];
     for (let i = 0; i < names.length; i++) {
       const child = join(dir, names[i]!);
       try {
         const st = fs.lstatSync(child);
-        entryStat(st, stats, i * ENTRY_STAT_FIELDS);
+        packStat(st, stats, i * STAT_FIELDS);
+        // Several hard links: the archiver stats it again for the exact (BigInt) inode.
+        if (st.nlink > 1 && !st.isDirectory()) stats[i * STAT_FIELDS] = NaN;
         if (st.isDirectory()) subdirs.push(child);
       } catch {
-        stats[i * ENTRY_STAT_FIELDS] = NaN;
+        stats[i * STAT_FIELDS] = NaN;
       }
     }
     this.cache.set(dir, { names, stats });

@@ -23,7 +23,7 @@ export interface FileResult {
   ids: Uint8Array;
   size: number;
   err?: { code: string; message: string };
-  /** For a `stat` job: the packed stat (see tree/node fileNode) at `statAt`, and the exact IDs of a multi-link file. */
+  /** For a `stat` job: the packed stat (see tree/node packStat) at `statAt`, and the exact IDs of a multi-link file. */
   stats?: Float64Array;
   statAt?: number;
   exact?: { inode: string; dev: string };

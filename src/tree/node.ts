@@ -71,17 +71,18 @@ export function statNode(p: string, name: string, follow = false): { node: TreeN
   return { node, size: st.size };
 }
 
-/** Numbers per entry in a packed lstat (see `entryStat`, `statNodeFrom`). */
-export const ENTRY_STAT_FIELDS = 10;
+/**
+ * Numbers per entry in a packed stat (see `packStat`, `statNodeFrom`): stats cross threads and wait
+ * in the pre-walk's listings this way, without an object per entry.
+ */
+export const STAT_FIELDS = 10;
 
 /**
- * Packs an entry's lstat into `out` at `at`: full mode (type bits included), uid, gid, mtimeMs,
- * ctimeMs, ino, dev, nlink, size, rdev. An entry that `statNodeFrom` cannot rebuild exactly (one
- * with several hard links needs a BigInt stat for its inode) is packed with a NaN mode: the reader
- * stats it again.
+ * Packs a stat into `out` at `at`: full mode (type bits included), uid, gid, mtimeMs, ctimeMs, ino,
+ * dev, nlink, size, rdev. A NaN mode marks an entry to be stat'ed again by whoever reads it.
  */
-export function entryStat(st: fs.Stats, out: Float64Array, at: number): void {
-  out[at] = st.nlink > 1 && !st.isDirectory() ? NaN : st.mode;
+export function packStat(st: fs.Stats, out: Float64Array, at: number): void {
+  out[at] = st.mode;
   out[at + 1] = st.uid;
   out[at + 2] = st.gid;
   out[at + 3] = st.mtimeMs;
@@ -113,8 +114,12 @@ export function typeOfMode(mode: number): NodeType {
   }
 }
 
-/** What `statNode` returns, from an entry packed by `entryStat` (its mode must not be NaN). */
-export function statNodeFrom(name: string, st: Float64Array, at: number): { node: TreeNode; size: number } {
+/**
+ * What `statNode` returns, from a stat packed by `packStat` (its mode must not be NaN). `exact`
+ * carries the BigInt inode and device of an entry with several links (they identify hard-link
+ * groups on restore); without it, such an entry's inode may be rounded.
+ */
+export function statNodeFrom(name: string, st: Float64Array, at: number, exact?: { inode: string; dev: string }): { node: TreeNode; size: number } {
   const mode = st[at]!;
   const node: TreeNode = {
     name,
@@ -124,50 +129,12 @@ export function statNodeFrom(name: string, st: Float64Array, at: number): { node
     gid: st[at + 2]!,
     mtime: msToNs(st[at + 3]!),
     ctime: msToNs(st[at + 4]!),
-    inode: String(st[at + 5]!),
-    dev: String(st[at + 6]!),
-    links: st[at + 7]!,
-  };
-  if (node.type === 'chardev' || node.type === 'blockdev') node.rdev = st[at + 9]!;
-  return { node, size: st[at + 8]! };
-}
-
-/**
- * The stat fields of a regular file as the chunk workers report them (numbers, so they cross the
- * thread boundary without an object per file): see `fileStat` and `fileNode`.
- */
-export const FILE_STAT_FIELDS = 9;
-
-/** Packs a regular file's stat into `out` at `at` (mode, uid, gid, mtimeMs, ctimeMs, ino, dev, nlink, size). */
-export function fileStat(st: fs.Stats, out: Float64Array, at: number): void {
-  out[at] = st.mode & 0o7777;
-  out[at + 1] = st.uid;
-  out[at + 2] = st.gid;
-  out[at + 3] = st.mtimeMs;
-  out[at + 4] = st.ctimeMs;
-  out[at + 5] = st.ino;
-  out[at + 6] = st.dev;
-  out[at + 7] = st.nlink;
-  out[at + 8] = st.size;
-}
-
-/**
- * The tree node of a regular file from its packed stat. `exact` carries the BigInt inode and device
- * of a file with several links (they identify hard-link groups on restore, see `statNode`).
- */
-export function fileNode(name: string, st: Float64Array, at: number, exact?: { inode: string; dev: string }): TreeNode {
-  return {
-    name,
-    type: 'file',
-    mode: st[at]!,
-    uid: st[at + 1]!,
-    gid: st[at + 2]!,
-    mtime: msToNs(st[at + 3]!),
-    ctime: msToNs(st[at + 4]!),
     inode: exact?.inode ?? String(st[at + 5]!),
     dev: exact?.dev ?? String(st[at + 6]!),
     links: st[at + 7]!,
   };
+  if (node.type === 'chardev' || node.type === 'blockdev') node.rdev = st[at + 9]!;
+  return { node, size: st[at + 8]! };
 }
 
 /** Canonical form: keys always in this order, absent optionals omitted. */

@@ -15,7 +15,7 @@ import { BlobCodec } from '../pack/blob-codec.js';
 import { ClaimSet } from '../pack/claim-set.js';
 import { PackFile } from '../pack/pack-file.js';
 import { BulwarkError, sysCode } from '../errors.js';
-import { FILE_STAT_FIELDS, fileStat, msToNs } from '../tree/node.js';
+import { STAT_FIELDS, msToNs, packStat } from '../tree/node.js';
 import { RingReader } from './byte-ring.js';
 import type { BatchMsg, FailMsg, FileJob, FilePart, FlushedMsg, PackMsg, PrevFile, ResultMsg, ToWorker, WorkerInit } from './protocol.js';
 
@@ -88,21 +88,21 @@ function finishPack(type: BlobTypeCode): void {
 class Outbox {
   parts: FilePart[] = [];
   transfer: ArrayBuffer[] = [];
-  /** Stats of `stat` jobs, FILE_STAT_FIELDS numbers each, sent as one array per message. */
-  private stats = new Float64Array(FILE_STAT_FIELDS * 64);
+  /** Stats of `stat` jobs, STAT_FIELDS numbers each, sent as one array per message. */
+  private stats = new Float64Array(STAT_FIELDS * 64);
   private nstats = 0;
   constructor(private readonly batch: number) {}
 
   /** Records a stat for the part about to be pushed; returns its offset in this message's stats. */
   addStat(st: fs.Stats): number {
-    if (this.nstats + FILE_STAT_FIELDS > this.stats.length) {
+    if (this.nstats + STAT_FIELDS > this.stats.length) {
       const grown = new Float64Array(this.stats.length * 2);
       grown.set(this.stats);
       this.stats = grown;
     }
     const at = this.nstats;
-    fileStat(st, this.stats, at);
-    this.nstats += FILE_STAT_FIELDS;
+    packStat(st, this.stats, at);
+    this.nstats += STAT_FIELDS;
     return at;
   }
 

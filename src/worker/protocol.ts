@@ -84,7 +84,7 @@ export interface FilePart {
   end: boolean;
   size?: number;
   err?: { code: string; message: string };
-  /** For a `stat` job, on the last part: where its stat starts in the message's `stats` (FILE_STAT_FIELDS numbers). */
+  /** For a `stat` job, on the last part: where its stat starts in the message's `stats` (STAT_FIELDS numbers, see tree/node packStat). */
   st?: number;
   /** Exact inode and device of a file with several links (BigInt stat). */
   exact?: { inode: string; dev: string };
