@@ -1,6 +1,7 @@
 // The pre-walk lists and stats the sources while the repository opens; the archiver takes its
 // listings. A backup that uses them must record exactly what a backup without them records.
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { after, describe, it } from 'node:test';
@@ -80,6 +81,24 @@ describe('pre-walk', () => {
     // The root (20 entries) and the directories listed until 50 entries were reached: 20 + 3 × 10.
     assert.equal(w.listed, 50);
     assert.equal(w.held, 4);
+  });
+
+  it('a file that became a FIFO after the pre-walk does not block the backup', { timeout: 30_000 }, async () => {
+    const root = newRoot();
+    const src = path.join(root, 'src');
+    fs.mkdirSync(src);
+    fs.writeFileSync(path.join(src, 'a'), 'a');
+    fs.writeFileSync(path.join(src, 'x'), 'x'.repeat(1000));
+    const w = new Prewalk(prewalkRoots([src]), new Excluder([])).start();
+    await finish(w);
+    fs.rmSync(path.join(src, 'x'));
+    execFileSync('mkfifo', [path.join(src, 'x')]);
+    const repo = await initRepo(path.join(root, 'repo'));
+    // The worker opens "x" as the regular file the pre-walk saw: without O_NONBLOCK, open() would
+    // wait for a writer that never comes.
+    const r = await runBackup(repo, { paths: [src], threads: 1, prewalk: w });
+    assert.equal(w.held, 0);
+    assert.equal(r.snapshot.summary!.totalFilesProcessed + r.warnings.length >= 2, true);
   });
 
   it('a backup from its listings records the same trees as one without, read or unchanged', async () => {

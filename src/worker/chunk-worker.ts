@@ -195,7 +195,9 @@ function processFile(f: number, job: FileJob, out: Outbox): void {
     expected = stat.size;
   } else {
     try {
-      if (ring === undefined) fd = fs.openSync(job.path, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW);
+      // O_NONBLOCK here too: the stat this job comes with may be the pre-walk's, taken a while ago,
+      // and a name that became a FIFO since must fail to read, not block this worker in open().
+      if (ring === undefined) fd = fs.openSync(job.path, OPEN_FLAGS);
     } catch (err) {
       out.parts.push({ f, ids: new Uint8Array(0), end: true, err: errInfo(err) });
       return;
