@@ -138,9 +138,16 @@ export interface IndexSink {
  * in full before the first entry is passed on, so a bad file adds nothing.
  */
 export function loadIndexEntries(encKey: Uint8Array, sealed: Uint8Array, sink: IndexSink): void {
-  const body = indexBody(encKey, sealed);
-  let o = 9 + body.readUInt32LE(5) * ID_LEN;
+  readIndexBody(indexBody(encKey, sealed), sink);
+}
+
+/** Checks an index body's layout in full, then passes its packs and blobs to `sink`; returns the superseded index IDs. */
+function readIndexBody(body: Buffer, sink: IndexSink): Buffer[] {
+  const ns = body.readUInt32LE(5);
+  let o = 9 + ns * ID_LEN;
   if (o + 4 > body.length) throw new Error('index truncated');
+  const supersedes: Buffer[] = [];
+  for (let i = 0; i < ns; i++) supersedes.push(Buffer.from(body.subarray(9 + i * ID_LEN, 9 + (i + 1) * ID_LEN)));
   const np = body.readUInt32LE(o);
   o += 4;
   const start = o;
@@ -159,6 +166,7 @@ export function loadIndexEntries(encKey: Uint8Array, sealed: Uint8Array, sink: I
       sink.blob(body, o + 12, pack, body.readUInt32LE(o), body.readUInt32LE(o + 4), body.readUInt32LE(o + 8));
     }
   }
+  return supersedes;
 }
 
 function indexBody(encKey: Uint8Array, sealed: Uint8Array): Buffer {
@@ -170,32 +178,12 @@ function indexBody(encKey: Uint8Array, sealed: Uint8Array): Buffer {
 }
 
 export function decodeIndex(encKey: Uint8Array, sealed: Uint8Array): IndexFile {
-  const body = indexBody(encKey, sealed);
-  const ns = body.readUInt32LE(5);
-  let o = 9;
-  const supersedes: Buffer[] = [];
-  for (let i = 0; i < ns; i++, o += ID_LEN) supersedes.push(Buffer.from(body.subarray(o, o + ID_LEN)));
-  const np = body.readUInt32LE(o);
-  o += 4;
   const packs: PackDescriptor[] = [];
-  for (let i = 0; i < np; i++) {
-    if (o + ID_LEN + 5 > body.length) throw new Error('index truncated');
-    const id = Buffer.from(body.subarray(o, o + ID_LEN));
-    const type = body.readUInt8(o + ID_LEN) as BlobTypeCode;
-    const nb = body.readUInt32LE(o + ID_LEN + 1);
-    o += ID_LEN + 5;
-    if (o + nb * INDEX_ENTRY > body.length) throw new Error('index truncated');
-    const blobs: PackBlob[] = [];
-    for (let j = 0; j < nb; j++, o += INDEX_ENTRY) {
-      blobs.push({
-        offset: body.readUInt32LE(o),
-        stored: body.readUInt32LE(o + 4),
-        raw: body.readUInt32LE(o + 8),
-        id: body.subarray(o + 12, o + 12 + ID_LEN),
-      });
-    }
-    packs.push({ id, type, blobs });
-  }
-  if (o !== body.length) throw new Error('index has trailing bytes');
+  const supersedes = readIndexBody(indexBody(encKey, sealed), {
+    pack: (id, type) => packs.push({ id: Buffer.from(id), type, blobs: [] }) - 1,
+    blob: (body, at, pack, offset, stored, raw) => {
+      packs[pack]!.blobs.push({ offset, stored, raw, id: body.subarray(at, at + ID_LEN) });
+    },
+  });
   return { supersedes, packs };
 }
