@@ -13,7 +13,7 @@ import type { BlobCodec } from '../pack/blob-codec.js';
 import type { Packer } from '../pack/packer.js';
 import type { Repository } from '../repo/repository.js';
 import type { SnapshotSummary } from '../snapshot/snapshot.js';
-import { STAT_FIELDS, encodeTree, statNode, statNodeFrom, type TreeNode } from '../tree/node.js';
+import { STAT_FIELDS, compareNames, encodeTree, statNode, statNodeFrom, type TreeNode } from '../tree/node.js';
 import { loadTree } from '../tree/tree-reader.js';
 import type { FileJob, PrevFile } from '../worker/protocol.js';
 import type { Excluder } from './exclude.js';
@@ -293,7 +293,7 @@ export class Archiver {
       // parent has is compared here, and a changed one goes to a worker that only opens and reads it.
       for (let i = 0; i < cached.names.length; i++) {
         const name = cached.names[i]!;
-        const child = p === '/' ? `/${name}` : `${p}/${name}`;
+        const child = childPath(p, name);
         if (!this.excluder.empty && this.excluder.excluded(child)) continue;
         const at = i * STAT_FIELDS;
         let e: Entry | Promise<Entry>;
@@ -315,7 +315,7 @@ export class Archiver {
     }
     for (const d of listing) {
       const name = d.name;
-      const child = p === '/' ? `/${name}` : `${p}/${name}`;
+      const child = childPath(p, name);
       if (!this.excluder.empty && this.excluder.excluded(child)) continue;
       const prev = parent?.get(name);
       let e: Entry | Promise<Entry>;
@@ -351,7 +351,17 @@ export class Archiver {
 }
 
 function byName(a: fs.Dirent, b: fs.Dirent): number {
-  return a.name < b.name ? -1 : a.name > b.name ? 1 : 0;
+  return compareNames(a.name, b.name);
+}
+
+/** The path of `name` in directory `dir` ("/" included), as the walk names entries. */
+export function childPath(dir: string, name: string): string {
+  return dir === '/' ? `/${name}` : `${dir}/${name}`;
+}
+
+/** An absolute path with "/" separators, as a snapshot records a backup source. */
+export function absolutePath(p: string): string {
+  return path.resolve(p).split(path.sep).join('/');
 }
 
 function sameNode(a: TreeNode, b: TreeNode): boolean {
@@ -383,7 +393,7 @@ function sameEntries(nodes: TreeNode[], prev: Map<string, TreeNode>): boolean {
 }
 
 export function absolutePaths(paths: readonly string[]): string[] {
-  const out = paths.map((p) => path.resolve(p).split(path.sep).join('/'));
+  const out = paths.map(absolutePath);
   for (const p of out) {
     if (!fs.existsSync(p) && !isBrokenLink(p)) {
       throw new BulwarkError('PATH_NOT_FOUND', `backup source ${p} does not exist`, { subject: p, hint: 'check the paths given to `bulwark backup`' });

@@ -10,8 +10,8 @@
 // Using a stat taken a little earlier is no different from using one taken at the moment the
 // archiver passes: a backup is not an atomic picture of a live filesystem either way.
 import * as fs from 'node:fs';
-import * as path from 'node:path';
-import { STAT_FIELDS, packStat } from '../tree/node.js';
+import { STAT_FIELDS, compareNames, packStat } from '../tree/node.js';
+import { absolutePath, childPath } from './archiver.js';
 import type { Excluder } from './exclude.js';
 
 /** One directory's listing: names in archiver order, and per name its packed lstat (NaN mode: stat again). */
@@ -98,15 +98,15 @@ export class Prewalk {
   private list(dir: string): void {
     let names: string[];
     try {
-      names = fs.readdirSync(dir).sort(byName);
+      names = fs.readdirSync(dir).sort(compareNames);
     } catch {
       return; // the archiver lists it again and reports the error
     }
-    if (!this.excluder.empty) names = names.filter((n) => !this.excluder.excluded(join(dir, n)));
+    if (!this.excluder.empty) names = names.filter((n) => !this.excluder.excluded(childPath(dir, n)));
     const stats = new Float64Array(names.length * STAT_FIELDS);
     const subdirs: string[] = [];
     for (let i = 0; i < names.length; i++) {
-      const child = join(dir, names[i]!);
+      const child = childPath(dir, names[i]!);
       try {
         const st = fs.lstatSync(child);
         packStat(st, stats, i * STAT_FIELDS);
@@ -123,19 +123,11 @@ export class Prewalk {
   }
 }
 
-function join(dir: string, name: string): string {
-  return dir === '/' ? `/${name}` : `${dir}/${name}`;
-}
-
-function byName(a: string, b: string): number {
-  return a < b ? -1 : a > b ? 1 : 0;
-}
-
 /**
  * The absolute form of backup source paths, as the archiver names them (see absolutePaths),
  * without those inside another one (walking the outer one lists them).
  */
 export function prewalkRoots(paths: readonly string[]): string[] {
-  const all = [...new Set(paths.map((p) => path.resolve(p).split(path.sep).join('/')))].sort();
+  const all = [...new Set(paths.map(absolutePath))].sort();
   return all.filter((p) => !all.some((q) => q !== p && (q === '/' || p.startsWith(`${q}/`))));
 }

@@ -20,7 +20,7 @@ import { Lock } from '../repo/lock.js';
 import { recoverPacks } from '../repo/recover.js';
 import type { Repository } from '../repo/repository.js';
 import { saveSnapshot, type SnapshotDoc, type SourceInfo } from '../snapshot/snapshot.js';
-import { encodeTree, type TreeNode } from '../tree/node.js';
+import { compareNames, encodeTree, type TreeNode } from '../tree/node.js';
 import { VERSION } from '../version.js';
 import { registerTempDir, releaseTempDir } from '../sources/temp-dirs.js';
 import { safeUser } from './backup.js';
@@ -117,7 +117,7 @@ async function streamLocked(repo: Repository, opts: StreamBackupOptions, lock: L
     }
     await pool.flush();
     blobsBefore = packer.stats.blobsAdded;
-    nodes.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+    nodes.sort((a, b) => compareNames(a.name, b.name));
     const treeData = encodeTree(nodes);
     const treeId = repo.blobId(treeData);
     if (!packer.has(treeId)) packer.add(BlobType.tree, treeId, repo.newCodec().encode(treeData), treeData.length);

@@ -159,8 +159,13 @@ function canonical(n: TreeNode): TreeNode {
   return c;
 }
 
+/** The order of entries in a tree, and so of every walk that builds one (UTF-16 code units). */
+export function compareNames(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}
+
 export function encodeTree(nodes: TreeNode[]): Buffer {
-  const sorted = [...nodes].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  const sorted = [...nodes].sort((a, b) => compareNames(a.name, b.name));
   return Buffer.from(JSON.stringify({ nodes: sorted.map(canonical) }));
 }
 
