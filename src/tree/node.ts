@@ -26,16 +26,6 @@ export interface TreeNode {
   rdev?: number;
 }
 
-export function typeOf(st: fs.Stats | fs.BigIntStats): NodeType {
-  if (st.isFile()) return 'file';
-  if (st.isDirectory()) return 'dir';
-  if (st.isSymbolicLink()) return 'symlink';
-  if (st.isFIFO()) return 'fifo';
-  if (st.isCharacterDevice()) return 'chardev';
-  if (st.isBlockDevice()) return 'blockdev';
-  return 'socket';
-}
-
 /** Milliseconds (a double with sub-millisecond fraction) to integer nanoseconds, kept to the microsecond. */
 export function msToNs(ms: number): string {
   const us = Math.round(ms * 1000);
@@ -50,25 +40,13 @@ export function msToNs(ms: number): string {
  */
 export function statNode(p: string, name: string, follow = false): { node: TreeNode; size: number } {
   const st = follow ? fs.statSync(p) : fs.lstatSync(p);
-  const node: TreeNode = {
-    name,
-    type: typeOf(st),
-    mode: st.mode & 0o7777,
-    uid: st.uid,
-    gid: st.gid,
-    mtime: msToNs(st.mtimeMs),
-    ctime: msToNs(st.ctimeMs),
-    inode: String(st.ino),
-    dev: String(st.dev),
-    links: st.nlink,
-  };
-  if (st.nlink > 1 && node.type !== 'dir') {
+  let exact: { inode: string; dev: string } | undefined;
+  if (st.nlink > 1 && !st.isDirectory()) {
     const big = follow ? fs.statSync(p, { bigint: true }) : fs.lstatSync(p, { bigint: true });
-    node.inode = big.ino.toString();
-    node.dev = big.dev.toString();
+    exact = { inode: big.ino.toString(), dev: big.dev.toString() };
   }
-  if (node.type === 'chardev' || node.type === 'blockdev') node.rdev = st.rdev;
-  return { node, size: st.size };
+  packStat(st, scratch, 0);
+  return statNodeFrom(name, scratch, 0, exact);
 }
 
 /**
@@ -76,6 +54,9 @@ export function statNode(p: string, name: string, follow = false): { node: TreeN
  * in the pre-walk's listings this way, without an object per entry.
  */
 export const STAT_FIELDS = 10;
+
+/** `statNode`'s packed stat, made and read at once (one node builder for every source of stats). */
+const scratch = new Float64Array(STAT_FIELDS);
 
 /**
  * Packs a stat into `out` at `at`: full mode (type bits included), uid, gid, mtimeMs, ctimeMs, ino,
@@ -92,6 +73,11 @@ export function packStat(st: fs.Stats, out: Float64Array, at: number): void {
   out[at + 7] = st.nlink;
   out[at + 8] = st.size;
   out[at + 9] = st.rdev;
+}
+
+/** The node type of a stat. */
+export function typeOf(st: fs.Stats | fs.BigIntStats): NodeType {
+  return typeOfMode(Number(st.mode));
 }
 
 /** The node type of a full st_mode. */
