@@ -4,7 +4,6 @@
 // and incremental backups store for the same cluster. See docs/benchmarks.md.
 //
 // Usage: node dist/bench/db.js [--repeat N] [--scale S] [--churn SECONDS] [--data DIR]
-import { bulwarkCmd } from "./bulwark-cmd.js";
 import { execFileSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import * as fs from "node:fs";
@@ -12,6 +11,7 @@ import os from "node:os";
 import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { measure, must, run, runMain, type Measurement } from "./exec.js";
+import { bulwarkCmd } from "./bulwark-cmd.js";
 
 const PGBIN = "/usr/lib/postgresql/15/bin";
 const TARGET = { backup: 1.3, restore: 1.3 };

@@ -4,12 +4,12 @@
 // daemon's idle cost: resident memory and CPU time of `bulwark daemon` with nothing due for a while.
 //
 // Usage: node dist/bench/ops.js [--data DIR] [--repeat N] [--idle SECONDS]
-import { bulwarkCmd } from "./bulwark-cmd.js";
 import { execFileSync, spawn } from "node:child_process";
 import * as fs from "node:fs";
 import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { measure, runMain, type Measurement } from "./exec.js";
+import { bulwarkCmd } from "./bulwark-cmd.js";
 
 const TARGET = 0.7;
 

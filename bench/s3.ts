@@ -9,7 +9,6 @@
 //   --source NAME  tree under DIR to back up (default src-A, which no other suite modifies)
 //   --repeat N     timed rounds; ratios use medians (default 1), after the counting round 0
 // Writes DIR/s3/s3-results-<time>.json and prints a table.
-import { bulwarkCmd } from "./bulwark-cmd.js";
 import { execFileSync } from "node:child_process";
 import * as fs from "node:fs";
 import * as net from "node:net";
@@ -18,6 +17,7 @@ import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { FaultProxy } from "../test/fault-proxy.js";
 import { measure, must, type Measurement } from "./exec.js";
+import { bulwarkCmd } from "./bulwark-cmd.js";
 
 const RESTORE_ROOT = process.env["BENCH_RESTORE_ROOT"] ?? (fs.existsSync("/dev/shm") ? "/dev/shm/bulwark-bench-s3" : undefined);
 

@@ -1,12 +1,12 @@
 // How each backup tool is invoked. Every tool gets its own state directory
 // (repository, HOME, caches), and its password only through the environment.
-import { BULWARK_ENTRY, bulwarkBuilt, bulwarkCmd } from "./bulwark-cmd.js";
 import { randomBytes } from "node:crypto";
 import { existsSync } from "node:fs";
 import { mkdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import type { ToolName } from "./config.js";
 import { must, run } from "./exec.js";
+import { BULWARK_ENTRY, bulwarkBuilt, bulwarkCmd } from "./bulwark-cmd.js";
 
 export interface Command {
   readonly cmd: string;

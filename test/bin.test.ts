@@ -5,20 +5,16 @@ import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { after, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import { VERSION } from '../src/version.js';
-import { rmrf, tmpdir } from './helpers.js';
+import { tempRoots } from './helpers.js';
 
 const BIN = fileURLToPath(new URL('../../bin/bulwark', import.meta.url));
-const roots: string[] = [];
-after(() => {
-  for (const r of roots) rmrf(r);
-});
+const newRoot = tempRoots('bulwark-bin-');
 
 describe('bin/bulwark', () => {
   it('runs the CLI through a symlink, with arguments and exit codes passed through', () => {
-    const dir = tmpdir('bulwark-bin-');
-    roots.push(dir);
+    const dir = newRoot();
     const link = path.join(dir, 'bulwark');
     fs.symlinkSync(BIN, link);
     const ok = spawnSync(link, ['--json', 'version'], { encoding: 'utf8' });

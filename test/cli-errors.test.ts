@@ -5,21 +5,12 @@ import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { after, describe, it } from 'node:test';
-import { isRoot, jsonError, rmrf, runCli, runOk, tmpdir, type CliResult } from './helpers.js';
+import { describe, it } from 'node:test';
+import { type CliResult, isRoot, jsonError, runCli, runOk, tempRoots } from './helpers.js';
 
 const PASSWORD = 'pw-Sup3r$ecret-7f3a';
 
-const roots: string[] = [];
-after(() => {
-  for (const r of roots) rmrf(r);
-});
-
-function newRoot(): string {
-  const r = tmpdir('bulwark-err-');
-  roots.push(r);
-  return r;
-}
+const newRoot = tempRoots('bulwark-err-');
 
 /** A fresh initialised repository with one tiny snapshot. */
 async function newRepo(password = PASSWORD): Promise<{ root: string; repo: string; env: Record<string, string> }> {

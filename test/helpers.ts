@@ -6,8 +6,11 @@ import { createHash, randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { after } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import type { Repository } from '../src/repo/repository.js';
 import { typeOf } from '../src/tree/node.js';
+import { resolvePath } from '../src/tree/tree-reader.js';
 
 /** dist/src/cli/main.js, next to this file's compiled location (dist/test/helpers.js). */
 export const CLI = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
@@ -17,6 +20,33 @@ export const isRoot = process.getuid?.() === 0;
 /** A fresh directory under os.tmpdir(); remove it with rmrf(). */
 export function tmpdir(prefix = 'bulwark-test-'): string {
   return fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+}
+
+/**
+ * For a test file: a function that makes a fresh temp directory (see `tmpdir`) each call, all of
+ * them removed once the file's tests are done. Call it at the top level of the file.
+ */
+export function tempRoots(prefix: string): () => string {
+  const roots: string[] = [];
+  after(() => {
+    for (const r of roots) rmrf(r);
+  });
+  return () => {
+    const r = tmpdir(prefix);
+    roots.push(r);
+    return r;
+  };
+}
+
+/**
+ * The tree ID a snapshot (root tree `root`) records for directory `dir`. Compare this rather than
+ * root trees: the directories above `dir` (such as /tmp) change times whenever a temp directory is
+ * made beside it, by this test or another.
+ */
+export async function dirTree(repo: Repository, root: string, dir: string): Promise<string> {
+  const { node } = await resolvePath(repo, root, dir);
+  assert.ok(node.type === 'dir' && node.subtree !== undefined, `${dir} is a directory in the snapshot`);
+  return node.subtree;
 }
 
 export function rmrf(dir: string): void {

@@ -6,25 +6,16 @@ import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { after, before, describe, it } from 'node:test';
+import { before, describe, it } from 'node:test';
 import { Repository } from '../src/repo/repository.js';
 import { findSnapshot } from '../src/snapshot/snapshot.js';
 import { LocalStorage } from '../src/storage/local.js';
 import { resolvePath } from '../src/tree/tree-reader.js';
-import { compareTrees, isRoot, jsonError, makeTree, rmrf, runCli, runOk, sha256, sha256File, SPARSE_SIZE, tmpdir, type TreeInfo } from './helpers.js';
+import { compareTrees, isRoot, jsonError, makeTree, rmrf, runCli, runOk, sha256, sha256File, SPARSE_SIZE, tempRoots, type TreeInfo } from './helpers.js';
 
 const PASSWORD = 'correct horse battery staple';
 
-const roots: string[] = [];
-after(() => {
-  for (const r of roots) rmrf(r);
-});
-
-function newRoot(): string {
-  const r = tmpdir('bulwark-rt-');
-  roots.push(r);
-  return r;
-}
+const newRoot = tempRoots('bulwark-rt-');
 
 /** Where a restore of the whole snapshot puts the absolute path `abs` below `target`. */
 function under(target: string, abs: string): string {
