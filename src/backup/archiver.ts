@@ -105,7 +105,9 @@ export class Archiver {
   private async parentNodes(treeId: string | undefined): Promise<Map<string, TreeNode> | undefined> {
     if (treeId === undefined) return undefined;
     try {
-      return new Map((await loadTree(this.repo, treeId)).map((n) => [n.name, n]));
+      const byName = new Map<string, TreeNode>();
+      for (const n of await loadTree(this.repo, treeId)) byName.set(n.name, n);
+      return byName;
     } catch {
       return undefined; // an unreadable parent only costs re-reading files
     }
@@ -225,7 +227,7 @@ export class Archiver {
 
   private queue(p: string, node: TreeNode, size: number, prev: TreeNode | undefined): Entry {
     this.progress.current = p;
-    const done = this.pool.save({ path: p, size }).then((r) => {
+    const done = this.pool.save({ path: p, size, stat: false, prev: undefined }).then((r) => {
       if (r.err !== undefined) {
         this.warn(p, r.err.code, r.err.message);
         return null;
@@ -258,8 +260,7 @@ export class Archiver {
 
   /** Queues a file seen only in a directory listing; the worker stats it (see FileJob.stat). */
   private listedFile(p: string, name: string, prev: TreeNode | undefined, pf?: PrevFile): Entry | Promise<Entry> {
-    const job: FileJob = { path: p, stat: true };
-    if (pf !== undefined) job.prev = pf;
+    const job: FileJob = { path: p, size: undefined, stat: true, prev: pf };
     if (this.pool.tryAcquire()) return this.queueListed(job, name, prev);
     return this.pool.acquire().then(() => this.queueListed(job, name, prev));
   }

@@ -61,6 +61,10 @@ interface Slot {
 }
 
 const BATCH_FILES = 64;
+const NO_IDS = new Uint8Array(0);
+/** Trees are sent to the workers in groups of up to this many, or this many bytes. */
+const TREE_GROUP = 64;
+const TREE_GROUP_BYTES = 256 * 1024;
 /** Shared ring between a stream's pump thread and its chunk worker. */
 const STREAM_RING_BYTES = 4 * 1024 * 1024;
 
@@ -168,14 +172,42 @@ export class WorkerPool {
 
   /**
    * Hands a new tree blob (see `hasTree`) to a running worker, which compresses and seals it into
-   * its tree pack: the main thread only encodes trees and computes their IDs.
+   * its tree pack: the main thread only encodes trees and computes their IDs. Trees go out in
+   * groups (see TreesMsg); `flush` sends the last group.
    */
   saveTree(id: Uint8Array, data: Uint8Array): void {
     if (this.failure !== undefined) throw this.failure;
     this.treesSent.add(Buffer.from(id).toString('hex'));
+    this.treeGroup.push(id, data);
+    this.treeGroupBytes += data.length;
+    if (this.treeGroup.length >= 2 * TREE_GROUP || this.treeGroupBytes >= TREE_GROUP_BYTES) this.sendTrees();
+  }
+
+  /** Trees waiting to be sent, as ID, data, ID, data... */
+  private treeGroup: Uint8Array[] = [];
+  private treeGroupBytes = 0;
+
+  private sendTrees(): void {
+    const group = this.treeGroup;
+    if (group.length === 0) return;
+    this.treeGroup = [];
+    this.treeGroupBytes = 0;
+    const n = group.length / 2;
+    // Fresh buffers (not Buffer's shared pool), so they can be transferred.
+    const ids = new Uint8Array(n * ID_LEN);
+    const lens = new Uint32Array(n);
+    let total = 0;
+    for (let i = 0; i < n; i++) total += lens[i] = group[2 * i + 1]!.length;
+    const data = new Uint8Array(total);
+    let off = 0;
+    for (let i = 0; i < n; i++) {
+      ids.set(group[2 * i]!, i * ID_LEN);
+      data.set(group[2 * i + 1]!, off);
+      off += lens[i]!;
+    }
     const slot = this.slots[this.nextTreeSlot++ % this.slots.length]!;
-    const msg: ToWorker = { t: 'tree', id, data };
-    slot.worker.postMessage(msg);
+    const msg: ToWorker = { t: 'trees', ids, data, lens };
+    slot.worker.postMessage(msg, [ids.buffer, data.buffer, lens.buffer]);
   }
 
   /**
@@ -184,6 +216,7 @@ export class WorkerPool {
    */
   async flush(): Promise<void> {
     if (this.failure !== undefined) throw this.failure;
+    this.sendTrees();
     const answers = this.slots.map(
       (s) =>
         new Promise<void>((resolve) => {
@@ -280,10 +313,10 @@ export class WorkerPool {
     try {
       for (const part of m.parts) {
         const p = files[part.f]!;
-        if (part.ids.length % ID_LEN !== 0) throw new BulwarkError('INTERNAL', `chunk worker sent a misaligned result for ${p.job.path}`);
-        if (part.ids.length > 0) p.ids.push(part.ids);
+        if ((part.at + part.n) * ID_LEN > m.ids.length) throw new BulwarkError('INTERNAL', `chunk worker sent a result beyond its IDs for ${p.job.path}`);
+        if (part.n > 0) p.ids.push(m.ids.subarray(part.at * ID_LEN, (part.at + part.n) * ID_LEN));
         if (part.end) {
-          const r: FileResult = { ids: p.ids.length === 1 ? p.ids[0]! : Buffer.concat(p.ids), size: part.size ?? 0 };
+          const r: FileResult = { ids: p.ids.length === 1 ? p.ids[0]! : p.ids.length === 0 ? NO_IDS : Buffer.concat(p.ids), size: part.size };
           if (part.err !== undefined) r.err = part.err;
           if (part.st !== undefined && m.stats !== undefined) {
             r.stats = m.stats;

@@ -91,6 +91,9 @@ class Outbox {
   /** Stats of `stat` jobs, STAT_FIELDS numbers each, sent as one array per message. */
   private stats = new Float64Array(STAT_FIELDS * 64);
   private nstats = 0;
+  /** Chunk IDs of this message's parts, ID_LEN bytes each (see FilePart.at). */
+  private ids = new Uint8Array(ID_LEN * 256);
+  nids = 0;
   constructor(private readonly batch: number) {}
 
   /** Records a stat for the part about to be pushed; returns its offset in this message's stats. */
@@ -106,8 +109,21 @@ class Outbox {
     return at;
   }
 
+  /** Appends a chunk ID to this message's IDs. */
+  addId(id: Uint8Array): void {
+    if ((this.nids + 1) * ID_LEN > this.ids.length) {
+      const grown = new Uint8Array(this.ids.length * 2);
+      grown.set(this.ids);
+      this.ids = grown;
+    }
+    this.ids.set(id, this.nids * ID_LEN);
+    this.nids++;
+  }
+
   send(done: boolean): void {
-    const msg: ResultMsg = { t: 'res', batch: this.batch, parts: this.parts, done };
+    const ids = this.ids.slice(0, this.nids * ID_LEN);
+    const msg: ResultMsg = { t: 'res', batch: this.batch, parts: this.parts, ids, done };
+    this.transfer.push(ids.buffer);
     if (this.nstats > 0) {
       msg.stats = this.stats.slice(0, this.nstats);
       this.transfer.push(msg.stats.buffer as ArrayBuffer);
@@ -116,7 +132,13 @@ class Outbox {
     this.parts = [];
     this.transfer = [];
     this.nstats = 0;
+    this.nids = 0;
   }
+}
+
+/** A finished part of file `f`: its chunk IDs are the `n` before the Outbox's current count. */
+function newPart(f: number, out: Outbox, n: number, end: boolean): FilePart {
+  return { f, at: out.nids - n, n, end, size: 0 };
 }
 
 /** Blocks this worker while too many finished packs wait to be stored. */
@@ -151,7 +173,7 @@ function sameAsPrev(st: fs.Stats, exact: { inode: string } | undefined, prev: Pr
  * undefined when the job is already answered (unchanged, no longer a regular file, or an error).
  */
 function statJob(f: number, job: FileJob, out: Outbox): { fd: number; st: fs.Stats; exact?: { inode: string; dev: string } } | undefined {
-  const empty = (): FilePart => ({ f, ids: new Uint8Array(0), end: true });
+  const empty = (): FilePart => newPart(f, out, 0, true);
   let fd = -1;
   try {
     // Open first and stat the descriptor: one path lookup. The walk sends a file with `prev` only
@@ -181,14 +203,61 @@ function statJob(f: number, job: FileJob, out: Outbox): { fd: number; st: fs.Sta
   }
 }
 
+/**
+ * The file being read (one at a time per worker): its descriptor or ring, how much it should hold,
+ * and the read buffer's state. Module state rather than closures: nothing is allocated per file.
+ */
+let fd = -1;
+let ring: RingReader | undefined;
+let expected: number | undefined;
+let got = 0;
+let filled = 0;
+let pos = 0;
+let eof = false;
+
+/**
+ * Moves the unfinished chunk to the front and reads until the buffer is full or the file ends.
+ * With the expected size known, a read asks for one byte more than what should be left, so the
+ * read that finds end of file asks for little (see FileJob.size).
+ */
+function fill(): void {
+  if (pos > 0) {
+    buf.copyWithin(0, pos, filled);
+    filled -= pos;
+    pos = 0;
+  }
+  while (filled < buf.length) {
+    const room = buf.length - filled;
+    const want = expected === undefined ? room : Math.min(room, Math.max(expected - got + 1, MIN_READ));
+    const n = ring === undefined ? fs.readSync(fd, buf, filled, want, null) : ring.read(buf, filled, want);
+    if (n === 0) {
+      eof = true;
+      break;
+    }
+    filled += n;
+    got += n;
+    // A short read that reaches the expected size is end of file: on a regular file, read()
+    // returns less than asked only there. Asking once more would return 0 and cost a system
+    // call per file. A file that grew fills the one extra byte asked for and is read on.
+    if (expected !== undefined && got === expected && n < want && ring === undefined) {
+      eof = true;
+      break;
+    }
+  }
+}
+
 function processFile(f: number, job: FileJob, out: Outbox): void {
-  let expected = job.size;
-  const ring = job.ring === undefined ? undefined : new RingReader(job.ring);
-  let fd = -1;
+  expected = job.size;
+  ring = job.ring === undefined ? undefined : new RingReader(job.ring);
+  fd = -1;
+  got = 0;
+  filled = 0;
+  pos = 0;
+  eof = false;
   // A stat job's stat goes into the message that carries the file's last part.
   let stat: fs.Stats | undefined;
   let exact: { inode: string; dev: string } | undefined;
-  if (job.stat === true) {
+  if (job.stat) {
     const s = statJob(f, job, out);
     if (s === undefined) return;
     ({ fd, st: stat, exact } = s);
@@ -199,57 +268,16 @@ function processFile(f: number, job: FileJob, out: Outbox): void {
       // and a name that became a FIFO since must fail to read, not block this worker in open().
       if (ring === undefined) fd = fs.openSync(job.path, OPEN_FLAGS);
     } catch (err) {
-      out.parts.push({ f, ids: new Uint8Array(0), end: true, err: errInfo(err) });
+      const part = newPart(f, out, 0, true);
+      part.err = errInfo(err);
+      out.parts.push(part);
       return;
     }
   }
-  let part: FilePart = { f, ids: new Uint8Array(0), end: false };
-  let ids: Buffer[] = [];
+  // IDs of this file in the Outbox not yet in a part, and the bytes cut so far.
+  let pending = 0;
   let size = 0;
-  const flushPart = (end: boolean): void => {
-    part.ids = Buffer.concat(ids);
-    part.end = end;
-    if (end && stat !== undefined) {
-      part.st = out.addStat(stat);
-      if (exact !== undefined) part.exact = exact;
-    }
-    out.parts.push(part);
-    part = { f, ids: new Uint8Array(0), end: false };
-    ids = [];
-  };
   try {
-    let filled = 0;
-    let pos = 0;
-    let eof = false;
-    let got = 0;
-    // Moves the unfinished chunk to the front and reads until the buffer is full or the file ends.
-    // With the expected size known, a read asks for one byte more than what should be left, so the
-    // read that finds end of file asks for little (see FileJob.size).
-    const fill = (): void => {
-      if (pos > 0) {
-        buf.copyWithin(0, pos, filled);
-        filled -= pos;
-        pos = 0;
-      }
-      while (filled < buf.length) {
-        const room = buf.length - filled;
-        const want = expected === undefined ? room : Math.min(room, Math.max(expected - got + 1, MIN_READ));
-        const n = ring === undefined ? fs.readSync(fd, buf, filled, want, null) : ring.read(buf, filled, want);
-        if (n === 0) {
-          eof = true;
-          break;
-        }
-        filled += n;
-        got += n;
-        // A short read that reaches the expected size is end of file: on a regular file, read()
-        // returns less than asked only there. Asking once more would return 0 and cost a system
-        // call per file. A file that grew fills the one extra byte asked for and is read on.
-        if (expected !== undefined && got === expected && n < want && ring === undefined) {
-          eof = true;
-          break;
-        }
-      }
-    };
     for (;;) {
       if (pos === filled) {
         if (eof) break;
@@ -269,18 +297,25 @@ function processFile(f: number, job: FileJob, out: Outbox): void {
       const id = blobId(init.idKey, chunk);
       // Claimed before compressing, so a chunk met by two workers at once is sealed by one.
       if (!known.has(id) && claims.claim(id)) packBlob(BlobType.data, id, chunk);
-      ids.push(id);
-      if (ids.length >= FLUSH_CHUNKS) {
-        flushPart(false);
+      out.addId(id);
+      if (++pending >= FLUSH_CHUNKS) {
+        out.parts.push(newPart(f, out, pending, false));
+        pending = 0;
         out.send(false);
       }
     }
+    const part = newPart(f, out, pending, true);
     part.size = size;
-    flushPart(true);
+    if (stat !== undefined) {
+      part.st = out.addStat(stat);
+      if (exact !== undefined) part.exact = exact;
+    }
+    out.parts.push(part);
   } catch (err) {
     if (err instanceof PackFailure) throw err;
+    const part = newPart(f, out, pending, true);
     part.err = errInfo(err);
-    flushPart(true);
+    out.parts.push(part);
   } finally {
     if (ring === undefined) fs.closeSync(fd);
     else ring.close();
@@ -311,9 +346,14 @@ port.on('message', (msg: ToWorker) => {
       known = new SharedIndexReader(msg.index);
       return;
     }
-    if (msg.t === 'tree') {
-      // The main thread has checked that no stored or queued tree has this ID.
-      packBlob(BlobType.tree, msg.id, msg.data);
+    if (msg.t === 'trees') {
+      // The main thread has checked that no stored or queued tree has these IDs.
+      let off = 0;
+      for (let i = 0; i < msg.lens.length; i++) {
+        const len = msg.lens[i]!;
+        packBlob(BlobType.tree, msg.ids.subarray(i * ID_LEN, (i + 1) * ID_LEN), msg.data.subarray(off, off + len));
+        off += len;
+      }
       return;
     }
     if (msg.t === 'flush') {

@@ -22,6 +22,7 @@ export interface WorkerInit {
   maxPacksWaiting: number;
 }
 
+/** Jobs are built with the same fields in the same order (absent ones undefined), so the worker sees one shape. */
 export interface FileJob {
   path: string;
   /**
@@ -30,7 +31,7 @@ export interface FileJob {
    * end of file costs time in proportion to the length asked for (a 10 MiB request at EOF costs
    * more than reading a small file's whole content).
    */
-  size?: number;
+  size?: number | undefined;
   /** Set for a stream: the bytes come through this ring from a pump thread, not from `path`. */
   ring?: SharedArrayBuffer;
   /**
@@ -38,9 +39,9 @@ export interface FileJob {
    * listing): the worker stats it, reports the stat with the result, and reads it only if it
    * differs from `prev`.
    */
-  stat?: true;
+  stat?: boolean;
   /** The parent snapshot's node of this file, when all its blobs are stored (see `stat`). */
-  prev?: PrevFile;
+  prev?: PrevFile | undefined;
 }
 
 /** What decides that a file is unchanged since the parent snapshot (all must be equal). */
@@ -62,11 +63,16 @@ export interface IndexMsg {
   index: SharedIndexView;
 }
 
-/** A tree blob to compress, seal and put in the worker's tree pack (its ID is new to the run). */
-export interface TreeMsg {
-  t: 'tree';
-  id: Uint8Array;
+/**
+ * Tree blobs to compress, seal and put in the worker's tree pack (their IDs are new to the run), sent
+ * in groups: one message per directory would cost more than sealing the tree. `ids` holds the
+ * concatenated 32-byte IDs, `data` the concatenated trees, `lens` each tree's length.
+ */
+export interface TreesMsg {
+  t: 'trees';
+  ids: Uint8Array;
   data: Uint8Array;
+  lens: Uint32Array;
 }
 
 /** Finish the open packs now (end of a backup); answered by `flushed`. */
@@ -74,15 +80,20 @@ export interface FlushMsg {
   t: 'flush';
 }
 
-export type ToWorker = BatchMsg | IndexMsg | TreeMsg | FlushMsg;
+export type ToWorker = BatchMsg | IndexMsg | TreesMsg | FlushMsg;
 
 /** Part of one file's result; a file's parts arrive in order, the last has `end` set. */
 export interface FilePart {
   f: number;
-  /** Concatenated 32-byte blob IDs of the chunks in this part (new ones are in the worker's packs). */
-  ids: Uint8Array;
+  /**
+   * This part's chunk IDs are `n` 32-byte IDs from index `at` of the message's `ids` (new ones are
+   * in the worker's packs).
+   */
+  at: number;
+  n: number;
   end: boolean;
-  size?: number;
+  /** On the last part: the bytes read. */
+  size: number;
   err?: { code: string; message: string };
   /** For a `stat` job, on the last part: where its stat starts in the message's `stats` (STAT_FIELDS numbers, see tree/node packStat). */
   st?: number;
@@ -98,6 +109,8 @@ export interface ResultMsg {
   t: 'res';
   batch: number;
   parts: FilePart[];
+  /** The chunk IDs of all parts, concatenated (see FilePart.at). */
+  ids: Uint8Array;
   /** Packed stats of `stat` jobs finished in this message (see FilePart.st). */
   stats?: Float64Array;
   /** Set on the last message of a batch. */
