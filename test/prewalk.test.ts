@@ -61,7 +61,7 @@ describe('pre-walk', () => {
     assert.deepEqual(prewalkRoots(['/x', '/']), ['/']);
   });
 
-  it('stops at its bound', async () => {
+  it('pauses at its bound and resumes as listings are taken', async () => {
     const root = newRoot();
     for (let d = 0; d < 20; d++) {
       fs.mkdirSync(path.join(root, `d${d}`));
@@ -72,6 +72,38 @@ describe('pre-walk', () => {
     // The root (20 entries) and the directories listed until 50 entries were reached: 20 + 3 × 10.
     assert.equal(w.listed, 50);
     assert.equal(w.held, 4);
+    // Taking listings makes room: the walk goes on where it paused (two more directories), up to
+    // the bound again. Directories go in name order: d0, d1, d10, d11, ...
+    assert.equal(w.take(root)?.names.length, 20);
+    await finish(w);
+    assert.equal(w.listed, 70);
+    const order = Array.from({ length: 20 }, (_, d) => `d${d}`).sort();
+    assert.deepEqual(
+      order.slice(0, 6).map((d) => w.take(path.join(root, d))?.names.length),
+      [10, 10, 10, 10, 10, undefined],
+    );
+  });
+
+  it('skips what the archiver reached first', async () => {
+    const root = newRoot();
+    for (let d = 0; d < 8; d++) {
+      fs.mkdirSync(path.join(root, `d${d}`));
+      for (let f = 0; f < 10; f++) fs.writeFileSync(path.join(root, `d${d}`, `f${f}`), '');
+    }
+    // Bound 8: the root's listing (8 entries) fills it, and d0..d7 wait to be listed.
+    const w = new Prewalk([root], new Excluder([]), 8).start();
+    await finish(w);
+    assert.equal(w.listed, 8);
+    assert.ok(w.take(root) !== undefined);
+    // The archiver gets to d2 before the walk resumes: it lists d0..d2 itself, the walk goes on at d3.
+    assert.equal(w.take(path.join(root, 'd2')), undefined);
+    await finish(w);
+    assert.equal(w.listed, 18, 'one more directory (10 entries) fills the bound again');
+    assert.equal(w.take(path.join(root, 'd0')), undefined);
+    assert.equal(w.take(path.join(root, 'd1')), undefined);
+    assert.equal(w.take(path.join(root, 'd3'))?.names.length, 10);
+    await finish(w);
+    assert.equal(w.take(path.join(root, 'd4'))?.names.length, 10);
   });
 
   it('a file that became a FIFO after the pre-walk does not block the backup', { timeout: 30_000 }, async () => {

@@ -1,11 +1,14 @@
-// The pre-walk lists and lstat's the source trees while the repository opens. Opening spends about
-// a third of a second deriving the key (scrypt, on a thread-pool thread) while the main thread has
-// nothing to do; an unchanged re-backup is mostly that walk, so doing its first part then takes it
-// off the critical path. The pre-walk goes depth first in the archiver's order, in slices of a few
-// milliseconds (so the repository's own work on this thread is never held up), stops when told or
-// once it holds `maxEntries` entries (bounded memory), and keeps each directory's listing as names
-// and one packed array of lstat numbers (no object per entry). The archiver takes a directory's
-// listing when it gets there, and lists and stats live wherever the pre-walk did not reach.
+// The pre-walk lists and lstat's the source trees ahead of the archiver. Opening the repository
+// spends about a third of a second deriving the key (scrypt, on a thread-pool thread) while the
+// main thread has nothing to do, and during the backup the main thread waits whenever the chunk
+// workers are behind: the pre-walk fills both with the walk's own work. It goes depth first in the
+// archiver's order, in slices of a few milliseconds (so the repository's and the archiver's work on
+// this thread is never held up long), and keeps each directory's listing as names and one packed
+// array of lstat numbers (no object per entry). The archiver takes a directory's listing when it
+// gets there, and lists and stats live wherever the pre-walk has not been. Memory stays bounded: the
+// pre-walk pauses while it holds `maxHeld` entries not yet taken (100,000 by default, about 10 MB),
+// and resumes as the archiver takes them. Where the archiver gets to a directory first, the
+// pre-walk skips what it passed.
 //
 // Using a stat taken a little earlier is no different from using one taken at the moment the
 // archiver passes: a backup is not an atomic picture of a live filesystem either way.
@@ -25,9 +28,12 @@ const SLICE_MS = 4;
 
 export class Prewalk {
   private readonly cache = new Map<string, Listing>();
-  /** Directories still to list, the next one last. */
+  /** Directories still to list, the next one last; `queued` holds the same names. */
   private readonly stack: string[];
+  private readonly queued: Set<string>;
   private entries = 0;
+  /** Entries of listings made and not yet taken. */
+  private heldEntries = 0;
   private stopped = false;
   private timer: NodeJS.Immediate | undefined;
 
@@ -35,7 +41,7 @@ export class Prewalk {
   constructor(
     roots: readonly string[],
     private readonly excluder: Excluder,
-    private readonly maxEntries = 40_000,
+    private readonly maxHeld = 100_000,
   ) {
     this.stack = roots
       .filter((r) => {
@@ -46,11 +52,12 @@ export class Prewalk {
         }
       })
       .reverse();
+    this.queued = new Set(this.stack);
   }
 
   /** Starts walking in the background (slices on this thread's event loop). */
   start(): this {
-    if (!this.stopped && this.stack.length > 0) this.timer = setImmediate(() => this.slice());
+    this.schedule();
     return this;
   }
 
@@ -61,14 +68,14 @@ export class Prewalk {
     this.timer = undefined;
   }
 
-  /** Entries listed so far (what the cache holds at most, too). */
+  /** Entries listed so far. */
   get listed(): number {
     return this.entries;
   }
 
-  /** True once the walk has ended: stopped, complete, or at its bound. */
+  /** True while the walk is not running: stopped, complete, or paused at its bound. */
   get finished(): boolean {
-    return this.stopped || this.stack.length === 0 || this.entries >= this.maxEntries;
+    return this.timer === undefined && !this.canRun();
   }
 
   /** Listings made and not yet taken. */
@@ -76,23 +83,45 @@ export class Prewalk {
     return this.cache.size;
   }
 
-  /** The listing of `dir` if the pre-walk made one; each is handed out once. */
+  /**
+   * The listing of `dir` if the pre-walk made one; each is handed out once. Without one, a
+   * directory the pre-walk was still to list has been reached by the archiver, which lists it and
+   * what lies below itself: the pre-walk drops it and whatever it had queued before it.
+   */
   take(dir: string): Listing | undefined {
     const l = this.cache.get(dir);
-    if (l !== undefined) this.cache.delete(dir);
+    if (l !== undefined) {
+      this.cache.delete(dir);
+      this.heldEntries -= l.names.length;
+      this.schedule();
+    } else if (this.queued.has(dir)) {
+      for (;;) {
+        const next = this.stack.pop()!;
+        this.queued.delete(next);
+        if (next === dir) break;
+      }
+    }
     return l;
+  }
+
+  private canRun(): boolean {
+    return !this.stopped && this.stack.length > 0 && this.heldEntries < this.maxHeld;
+  }
+
+  private schedule(): void {
+    if (this.timer === undefined && this.canRun()) this.timer = setImmediate(() => this.slice());
   }
 
   private slice(): void {
     this.timer = undefined;
     const end = performance.now() + SLICE_MS;
-    while (!this.stopped && this.stack.length > 0 && this.entries < this.maxEntries) {
-      this.list(this.stack.pop()!);
-      if (performance.now() >= end) {
-        this.timer = setImmediate(() => this.slice());
-        return;
-      }
+    while (this.canRun()) {
+      const dir = this.stack.pop()!;
+      this.queued.delete(dir);
+      this.list(dir);
+      if (performance.now() >= end) break;
     }
+    this.schedule();
   }
 
   private list(dir: string): void {
@@ -119,7 +148,11 @@ export class Prewalk {
     }
     this.cache.set(dir, { names, stats });
     this.entries += names.length;
-    for (let i = subdirs.length - 1; i >= 0; i--) this.stack.push(subdirs[i]!);
+    this.heldEntries += names.length;
+    for (let i = subdirs.length - 1; i >= 0; i--) {
+      this.stack.push(subdirs[i]!);
+      this.queued.add(subdirs[i]!);
+    }
   }
 }
 
