@@ -6,7 +6,7 @@
 // this thread is never held up long), and keeps each directory's listing as names and one packed
 // array of lstat numbers (no object per entry). The archiver takes a directory's listing when it
 // gets there, and lists and stats live wherever the pre-walk has not been. Memory stays bounded: the
-// pre-walk pauses while it holds `maxHeld` entries not yet taken (100,000 by default, about 10 MB),
+// pre-walk pauses while it holds `maxHeld` entries not yet taken (100,000 by default, about 13 MB),
 // and resumes as the archiver takes them. Where the archiver gets to a directory first, the
 // pre-walk skips what it passed.
 //
