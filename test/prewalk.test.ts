@@ -17,7 +17,10 @@ import { compareTrees, dirTree, makeTree, tempRoots } from './helpers.js';
 const newRoot = tempRoots('bulwark-prewalk-');
 
 async function finish(w: Prewalk): Promise<void> {
-  while (!w.finished) await new Promise((r) => setImmediate(r));
+  for (let turns = 0; !w.finished; turns++) {
+    assert.ok(turns < 100_000, 'the pre-walk neither finished nor paused');
+    await new Promise((r) => setImmediate(r));
+  }
 }
 
 describe('pre-walk', () => {
@@ -59,6 +62,8 @@ describe('pre-walk', () => {
   it('walks a source path inside another source path once', () => {
     assert.deepEqual(prewalkRoots(['/a/b', '/a', '/c/', '/ab', '/a/b/c']), ['/a', '/ab', '/c']);
     assert.deepEqual(prewalkRoots(['/x', '/']), ['/']);
+    // The archiver's order, one name at a time: "app" before "app-data".
+    assert.deepEqual(prewalkRoots(['/srv/app-data', '/srv/app/x']), ['/srv/app/x', '/srv/app-data']);
   });
 
   it('pauses at its bound and resumes as listings are taken', async () => {
@@ -82,6 +87,7 @@ describe('pre-walk', () => {
       order.slice(0, 6).map((d) => w.take(path.join(root, d))?.names.length),
       [10, 10, 10, 10, 10, undefined],
     );
+    w.stop();
   });
 
   it('skips what the archiver reached first', async () => {
@@ -104,6 +110,27 @@ describe('pre-walk', () => {
     assert.equal(w.take(path.join(root, 'd3'))?.names.length, 10);
     await finish(w);
     assert.equal(w.take(path.join(root, 'd4'))?.names.length, 10);
+    w.stop();
+  });
+
+  it('a backup beside a pre-walk that pauses and resumes takes every listing and records the same tree', async () => {
+    const root = newRoot();
+    const src = path.join(root, 'src');
+    fs.mkdirSync(src);
+    makeTree(src, { big: false });
+    for (let d = 0; d < 12; d++) {
+      fs.mkdirSync(path.join(src, `more${d}`, 'sub'), { recursive: true });
+      for (let f = 0; f < 6; f++) fs.writeFileSync(path.join(src, `more${d}`, 'sub', `f${f}`), `${d}-${f}`);
+    }
+    const repo = await initRepo(path.join(root, 'repo'));
+    const plain = await runBackup(repo, { paths: [src], parent: null, threads: 2 });
+    // Bound 8: the walk keeps pausing and resuming while the archiver takes its listings.
+    const w = new Prewalk(prewalkRoots([src]), new Excluder([]), 8).start();
+    const r = await runBackup(repo, { paths: [src], parent: null, threads: 2, prewalk: w });
+    assert.ok(w.listed > 8, `listed ${w.listed}`);
+    assert.equal(w.held, 0, 'the archiver took every listing made');
+    assert.equal(r.warnings.length, 0);
+    assert.equal(await dirTree(repo, r.snapshot.tree, src), await dirTree(repo, plain.snapshot.tree, src));
   });
 
   it('a file that became a FIFO after the pre-walk does not block the backup', { timeout: 30_000 }, async () => {

@@ -10,8 +10,10 @@
 // and resumes as the archiver takes them. Where the archiver gets to a directory first, the
 // pre-walk skips what it passed.
 //
-// Using a stat taken a little earlier is no different from using one taken at the moment the
-// archiver passes: a backup is not an atomic picture of a live filesystem either way.
+// Using a stat taken earlier (up to the bound's worth of entries ahead of the archiver) is no
+// different from using one taken at the moment the archiver passes: a backup is not an atomic
+// picture of a live filesystem either way, and the next backup sees what changed since. The bound
+// is checked between directories, so one huge directory is listed whole and may exceed it.
 import * as fs from 'node:fs';
 import { STAT_FIELDS, compareNames, packStat } from '../tree/node.js';
 import { absolutePath, childPath } from './archiver.js';
@@ -43,7 +45,7 @@ export class Prewalk {
     private readonly excluder: Excluder,
     private readonly maxHeld = 100_000,
   ) {
-    this.stack = roots
+    this.stack = [...new Set(roots)]
       .filter((r) => {
         try {
           return fs.lstatSync(r).isDirectory();
@@ -95,7 +97,7 @@ export class Prewalk {
       this.heldEntries -= l.names.length;
       this.schedule();
     } else if (this.queued.has(dir)) {
-      for (;;) {
+      while (this.stack.length > 0) {
         const next = this.stack.pop()!;
         this.queued.delete(next);
         if (next === dir) break;
@@ -161,6 +163,20 @@ export class Prewalk {
  * without those inside another one (walking the outer one lists them).
  */
 export function prewalkRoots(paths: readonly string[]): string[] {
-  const all = [...new Set(paths.map(absolutePath))].sort();
+  const all = [...new Set(paths.map(absolutePath))].sort(byComponents);
   return all.filter((p) => !all.some((q) => q !== p && (q === '/' || p.startsWith(`${q}/`))));
+}
+
+/**
+ * The archiver's order of source paths: it walks "/" down one name at a time, so "/srv/app/x"
+ * comes before "/srv/app-data" ("app" before "app-data"), which a plain string sort reverses.
+ */
+function byComponents(a: string, b: string): number {
+  const x = a.split('/');
+  const y = b.split('/');
+  for (let i = 0; i < Math.min(x.length, y.length); i++) {
+    const c = compareNames(x[i]!, y[i]!);
+    if (c !== 0) return c;
+  }
+  return x.length - y.length;
 }
