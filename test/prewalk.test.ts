@@ -16,6 +16,16 @@ import { compareTrees, dirTree, makeTree, tempRoots } from './helpers.js';
 
 const newRoot = tempRoots('bulwark-prewalk-');
 
+/** A new root holding directories d0, d1, ... with `files` empty files each. */
+function dirsOfFiles(dirs: number, files: number): string {
+  const root = newRoot();
+  for (let d = 0; d < dirs; d++) {
+    fs.mkdirSync(path.join(root, `d${d}`));
+    for (let f = 0; f < files; f++) fs.writeFileSync(path.join(root, `d${d}`, `f${f}`), '');
+  }
+  return root;
+}
+
 async function finish(w: Prewalk): Promise<void> {
   for (let turns = 0; !w.finished; turns++) {
     assert.ok(turns < 100_000, 'the pre-walk neither finished nor paused');
@@ -67,11 +77,7 @@ describe('pre-walk', () => {
   });
 
   it('pauses at its bound and resumes as listings are taken', async () => {
-    const root = newRoot();
-    for (let d = 0; d < 20; d++) {
-      fs.mkdirSync(path.join(root, `d${d}`));
-      for (let f = 0; f < 10; f++) fs.writeFileSync(path.join(root, `d${d}`, `f${f}`), '');
-    }
+    const root = dirsOfFiles(20, 10);
     const w = new Prewalk([root], new Excluder([]), 50).start();
     await finish(w);
     // The root (20 entries) and the directories listed until 50 entries were reached: 20 + 3 × 10.
@@ -91,11 +97,7 @@ describe('pre-walk', () => {
   });
 
   it('skips what the archiver reached first', async () => {
-    const root = newRoot();
-    for (let d = 0; d < 8; d++) {
-      fs.mkdirSync(path.join(root, `d${d}`));
-      for (let f = 0; f < 10; f++) fs.writeFileSync(path.join(root, `d${d}`, `f${f}`), '');
-    }
+    const root = dirsOfFiles(8, 10);
     // Bound 8: the root's listing (8 entries) fills it, and d0..d7 wait to be listed.
     const w = new Prewalk([root], new Excluder([]), 8).start();
     await finish(w);

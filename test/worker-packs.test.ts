@@ -169,6 +169,25 @@ describe('backups through worker-assembled packs', () => {
     assert.deepEqual(fs.readdirSync(path.join(root, 'repo', 'tmp')), [], 'no temp packs left');
   });
 
+  it('trees handed to the workers in groups are all stored: more than a group, and the last partial one', async () => {
+    const root = newRoot();
+    const src = path.join(root, 'src');
+    // 150 distinct directories: two full groups of 64 trees and a partial one that only flush sends.
+    for (let d = 0; d < 150; d++) {
+      fs.mkdirSync(path.join(src, `d${d}`), { recursive: true });
+      fs.writeFileSync(path.join(src, `d${d}`, 'f'), `file ${d}`);
+    }
+    const repo = await initRepo(path.join(root, 'repo'));
+    const r = await runBackup(repo, { paths: [src], threads: 2 });
+    assert.ok(r.snapshot.summary!.treeBlobs >= 151, `tree blobs ${r.snapshot.summary!.treeBlobs}`);
+    const again = await openRepo(path.join(root, 'repo'));
+    const check = await checkRepository(again, { readData: true });
+    assert.deepEqual(check.errors, []);
+    const target = path.join(root, 'out');
+    await restoreSnapshot(again, (await listSnapshots(again))[0]!, { target });
+    compareTrees(src, path.join(target, src), { rootMeta: false });
+  });
+
   it('files copied anew (every inode changed) are re-read through the workers, unchanged ones after them are recognised there', async () => {
     const root = newRoot();
     const src = path.join(root, 'src');

@@ -178,33 +178,35 @@ export class WorkerPool {
   saveTree(id: Uint8Array, data: Uint8Array): void {
     if (this.failure !== undefined) throw this.failure;
     this.treesSent.add(Buffer.from(id).toString('hex'));
-    this.treeGroup.push(id, data);
-    this.treeGroupBytes += data.length;
-    if (this.treeGroup.length >= 2 * TREE_GROUP || this.treeGroupBytes >= TREE_GROUP_BYTES) this.sendTrees();
+    this.groupIds.push(id);
+    this.groupTrees.push(data);
+    this.groupBytes += data.length;
+    if (this.groupIds.length >= TREE_GROUP || this.groupBytes >= TREE_GROUP_BYTES) this.sendTrees();
   }
 
-  /** Trees waiting to be sent, as ID, data, ID, data... */
-  private treeGroup: Uint8Array[] = [];
-  private treeGroupBytes = 0;
+  /** Trees waiting to be sent: their IDs, their data, and the data's total length. */
+  private groupIds: Uint8Array[] = [];
+  private groupTrees: Uint8Array[] = [];
+  private groupBytes = 0;
 
   private sendTrees(): void {
-    const group = this.treeGroup;
-    if (group.length === 0) return;
-    this.treeGroup = [];
-    this.treeGroupBytes = 0;
-    const n = group.length / 2;
+    const n = this.groupIds.length;
+    if (n === 0) return;
     // Fresh buffers (not Buffer's shared pool), so they can be transferred.
     const ids = new Uint8Array(n * ID_LEN);
     const lens = new Uint32Array(n);
-    let total = 0;
-    for (let i = 0; i < n; i++) total += lens[i] = group[2 * i + 1]!.length;
-    const data = new Uint8Array(total);
+    const data = new Uint8Array(this.groupBytes);
     let off = 0;
     for (let i = 0; i < n; i++) {
-      ids.set(group[2 * i]!, i * ID_LEN);
-      data.set(group[2 * i + 1]!, off);
-      off += lens[i]!;
+      const tree = this.groupTrees[i]!;
+      ids.set(this.groupIds[i]!, i * ID_LEN);
+      data.set(tree, off);
+      lens[i] = tree.length;
+      off += tree.length;
     }
+    this.groupIds = [];
+    this.groupTrees = [];
+    this.groupBytes = 0;
     const slot = this.slots[this.nextTreeSlot++ % this.slots.length]!;
     const msg: ToWorker = { t: 'trees', ids, data, lens };
     slot.worker.postMessage(msg, [ids.buffer, data.buffer, lens.buffer]);
