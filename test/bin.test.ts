@@ -33,6 +33,6 @@ describe('bin/bulwark', () => {
     delete env['MALLOC_ARENA_MAX'];
     assert.equal(probe(env), '2');
     assert.equal(probe({ ...env, MALLOC_ARENA_MAX: '4' }), '4');
-    assert.match(fs.readFileSync(BIN, 'utf8'), /^exec node "\$here\/\.\.\/dist\/src\/cli\/main\.js" "\$@"$/m, 'the probe replaced the real start line');
+    assert.match(fs.readFileSync(BIN, 'utf8'), /^exec node --max-semi-space-size=4 "\$here\/\.\.\/dist\/src\/cli\/main\.js" "\$@"$/m, 'the probe replaced the real start line');
   });
 });

@@ -118,4 +118,14 @@ describe('heap mode (BULWARK_HEAP)', () => {
     const r = await runCli(['snapshots', '--json'], { BULWARK_HEAP: 'huge', BULWARK_REPO: '/nonexistent', BULWARK_PASSWORD: 'x' });
     assert.equal(jsonError(r).code, 'USAGE');
   });
+
+  it('lean sets 20 % heap growth when the young generation was capped at start, else --optimize-for-size', async () => {
+    const { heapFlags } = await import('../src/cli/heap-mode.js');
+    assert.deepEqual(heapFlags('lean', ['--max-semi-space-size=4']), ['--heap-growing-percent=20']);
+    assert.deepEqual(heapFlags('lean', ['--max-semi-space-size', '4']), ['--heap-growing-percent=20']);
+    assert.deepEqual(heapFlags('lean', []), ['--optimize-for-size']);
+    assert.deepEqual(heapFlags('lean', ['--max-semi-space-size-x=4']), ['--optimize-for-size']);
+    assert.deepEqual(heapFlags('fast', ['--max-semi-space-size=4']), []);
+    assert.deepEqual(heapFlags('fast', []), []);
+  });
 });

@@ -9,12 +9,12 @@ import { commands } from './commands/index.js';
 import type { Values } from './command.js';
 import { Context } from './context.js';
 import { Exit, exitFor } from './exit-codes.js';
-import { heapMode } from './heap-mode.js';
+import { heapFlags, heapMode } from './heap-mode.js';
 
 // 1 MiB young-generation semi-spaces for the worker threads (chunking, restore), whose isolates are
 // created after this and where the flag takes precedence over their resource limits. Set at run
-// time it does not shrink this thread's heap: in lean mode --optimize-for-size keeps that small
-// (see heap-mode.ts).
+// time it does not shrink this thread's heap: bin/bulwark caps that when the process starts (see
+// heap-mode.ts).
 setFlagsFromString('--max-semi-space-size=1');
 // Restore creates directories with many mkdir calls in flight; libuv's default of 4 pool threads is too few
 // on filesystems where creating a file takes hundreds of microseconds.
@@ -47,7 +47,7 @@ function help(): string {
 export async function main(argv: string[]): Promise<number> {
   let json = argv.includes('--json');
   try {
-    if (heapMode(argv) === 'lean') setFlagsFromString('--optimize-for-size');
+    for (const f of heapFlags(heapMode(argv), process.execArgv)) setFlagsFromString(f);
     const name = argv.find((a, i) => !a.startsWith('-') && !(i > 0 && ['--repo', '-r', '--password-file', '--config', '-c'].includes(argv[i - 1]!)));
     if (name === undefined || name === 'help') {
       process.stdout.write(help() + '\n');

@@ -14,6 +14,8 @@ import { BulwarkError, sysCode } from '../errors.js';
 import { describe, type Handle, type ObjectInfo, type ObjectKind, type Storage } from './storage.js';
 
 const DIR_KINDS: readonly ObjectKind[] = ['keys', 'data', 'index', 'snapshots', 'locks'];
+/** Data directories being read at once while listing packs. */
+const LIST_AHEAD = 16;
 
 export class LocalStorage implements Storage {
   readonly location: string;
@@ -63,24 +65,47 @@ export class LocalStorage implements Storage {
       return;
     }
     const dirs = kind === 'data' ? await this.subdirs(path.join(this.root, 'data')) : [path.join(this.root, kind)];
-    for (const dir of dirs) {
-      let entries: string[];
-      try {
-        entries = await fsp.readdir(dir);
-      } catch (err) {
-        if (sysCode(err) === 'ENOENT') continue;
-        throw this.ioError(err, 'list', dir);
-      }
-      for (const name of entries) {
-        if (!/^[0-9a-f]{8,64}$/.test(name)) continue;
-        try {
-          const st = await fsp.stat(path.join(dir, name));
-          yield { name, size: st.size };
-        } catch (err) {
-          if (sysCode(err) !== 'ENOENT') throw this.ioError(err, 'list', name);
-        }
-      }
+    // The 256 data directories are read a few at a time, each with its stats at once: one after
+    // the other, a listing waited for 256 + N round trips to the thread pool.
+    const pending = dirs.map(() => undefined as Promise<ObjectInfo[]> | undefined);
+    const ahead = (i: number): void => {
+      const p = this.listDir(dirs[i]!);
+      // Its error surfaces when its turn comes (or never, if the caller stops early).
+      p.catch(() => undefined);
+      pending[i] = p;
+    };
+    for (let i = 0; i < Math.min(LIST_AHEAD, dirs.length); i++) ahead(i);
+    for (let i = 0; i < dirs.length; i++) {
+      if (i + LIST_AHEAD < dirs.length) ahead(i + LIST_AHEAD);
+      const found = await pending[i]!;
+      pending[i] = undefined;
+      yield* found;
     }
+  }
+
+  /** One directory's objects with their sizes (names that are not object IDs are skipped). */
+  private async listDir(dir: string): Promise<ObjectInfo[]> {
+    let entries: string[];
+    try {
+      entries = await fsp.readdir(dir);
+    } catch (err) {
+      if (sysCode(err) === 'ENOENT') return [];
+      throw this.ioError(err, 'list', dir);
+    }
+    const infos = await Promise.all(
+      entries
+        .filter((name) => /^[0-9a-f]{8,64}$/.test(name))
+        .map(async (name): Promise<ObjectInfo | undefined> => {
+          try {
+            const st = await fsp.stat(path.join(dir, name));
+            return { name, size: st.size };
+          } catch (err) {
+            if (sysCode(err) !== 'ENOENT') throw this.ioError(err, 'list', name);
+            return undefined;
+          }
+        }),
+    );
+    return infos.filter((o): o is ObjectInfo => o !== undefined);
   }
 
   private async subdirs(dir: string): Promise<string[]> {
