@@ -1,6 +1,7 @@
 // How the benchmarks start bulwark: as users do, through the `bulwark` command (bin/bulwark, which
 // sets the process-start settings it documents), unless BENCH_BULWARK_MAIN points at another build's
-// dist/src/cli/main.js, which is then run with node directly (for A/B runs of two builds).
+// dist/src/cli/main.js, which is then run with node directly (for A/B runs of two builds), with the
+// same young-generation cap bin/bulwark gives node (src/cli/heap-mode.ts).
 import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { PROJECT_ROOT } from "./config.js";
@@ -12,7 +13,7 @@ export const BULWARK_ENTRY = other ?? join(PROJECT_ROOT, "bin", "bulwark");
 
 /** Command and arguments that run `bulwark ARGS...`. */
 export function bulwarkCmd(...args: string[]): [string, string[]] {
-  return other === undefined ? [BULWARK_ENTRY, args] : [process.execPath, [other, ...args]];
+  return other === undefined ? [BULWARK_ENTRY, args] : [process.execPath, ["--max-semi-space-size=4", other, ...args]];
 }
 
 /** Whether the entry point is built. */

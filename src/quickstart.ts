@@ -9,6 +9,7 @@ import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { YOUNG_CAP_OPTION } from './cli/heap-mode.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 const data = path.join(root, 'data');
@@ -53,7 +54,7 @@ daemon:
 
 function run(args: string[]): number {
   process.stdout.write(`\n$ bulwark ${args.join(' ')}\n`);
-  return spawnSync(process.execPath, [cli, ...args], { env, stdio: 'inherit' }).status ?? 1;
+  return spawnSync(process.execPath, [YOUNG_CAP_OPTION, cli, ...args], { env, stdio: 'inherit' }).status ?? 1;
 }
 
 if (!fs.existsSync(path.join(repo, 'config')) && run(['init']) !== 0) process.exit(1);
@@ -65,7 +66,7 @@ process.stdout.write(
     `  BULWARK_CONFIG=${configFile} npx bulwark runs\n` +
     `  BULWARK_REPO=${repo} BULWARK_PASSWORD_FILE=${pwFile} npx bulwark snapshots\n\n$ bulwark daemon\n`,
 );
-const daemon = spawn(process.execPath, [cli, 'daemon'], { env, stdio: 'inherit' });
+const daemon = spawn(process.execPath, [YOUNG_CAP_OPTION, cli, 'daemon'], { env, stdio: 'inherit' });
 const seconds = Number(process.env['BULWARK_QUICKSTART_SECONDS'] ?? '0');
 if (seconds > 0) setTimeout(() => daemon.kill('SIGTERM'), seconds * 1000);
 for (const sig of ['SIGINT', 'SIGTERM'] as const) process.on(sig, () => daemon.kill(sig));

@@ -20,6 +20,9 @@ describe('bin/bulwark', () => {
     const ok = spawnSync(link, ['--json', 'version'], { encoding: 'utf8' });
     assert.equal(ok.status, 0, ok.stderr);
     assert.deepEqual(JSON.parse(ok.stdout), { version: VERSION });
+    // The start options (bin/bulwark's young-generation cap, the run-time heap flags) are accepted
+    // without a word from node or V8.
+    assert.equal(ok.stderr, '');
     const bad = spawnSync(link, ['no-such-command'], { encoding: 'utf8' });
     assert.equal(bad.status, 2, 'usage errors keep their exit code');
     assert.match(bad.stderr, /USAGE/);

@@ -122,9 +122,11 @@ describe('heap mode (BULWARK_HEAP)', () => {
   it('lean sets 20 % heap growth when the young generation was capped at start, else --optimize-for-size', async () => {
     const { heapFlags } = await import('../src/cli/heap-mode.js');
     assert.deepEqual(heapFlags('lean', ['--max-semi-space-size=4']), ['--heap-growing-percent=20']);
-    assert.deepEqual(heapFlags('lean', ['--max-semi-space-size', '4']), ['--heap-growing-percent=20']);
+    assert.deepEqual(heapFlags('lean', ['--max_semi_space_size=2']), ['--heap-growing-percent=20']);
     assert.deepEqual(heapFlags('lean', []), ['--optimize-for-size']);
     assert.deepEqual(heapFlags('lean', ['--max-semi-space-size-x=4']), ['--optimize-for-size']);
+    // A large young generation is no cap: lean keeps --optimize-for-size then.
+    assert.deepEqual(heapFlags('lean', ['--max-semi-space-size=64']), ['--optimize-for-size']);
     assert.deepEqual(heapFlags('fast', ['--max-semi-space-size=4']), []);
     assert.deepEqual(heapFlags('fast', []), []);
   });

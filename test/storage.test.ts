@@ -130,6 +130,36 @@ describe('local storage crash safety', () => {
   });
 });
 
+describe('local storage listing', () => {
+  it('an unreadable data directory fails the listing with STORAGE_IO naming it; stopping early leaves no stray error', async () => {
+    const s = tempLocal();
+    await s.create();
+    const objs = [];
+    for (let i = 0; i < 40; i++) {
+      const h = handle('data');
+      await s.write(h, Buffer.alloc(i + 1));
+      objs.push({ name: h.name, size: i + 1 });
+    }
+    objs.sort((a, b) => (a.name < b.name ? -1 : 1));
+    // Every object is listed, from directories read ahead of the one being yielded.
+    assert.deepEqual(await listAll(s, 'data'), objs);
+    // A prefix that is a file, not a directory: reading it fails (ENOTDIR, also as root).
+    const bad = path.join(s.location, 'data', 'ff');
+    await fsp.rm(bad, { recursive: true, force: true });
+    await fsp.writeFile(bad, 'not a directory');
+    await assert.rejects(
+      (async () => {
+        for await (const _ of s.list('data')) void _;
+      })(),
+      (err: unknown) => err instanceof BulwarkError && err.code === 'STORAGE_IO' && err.message.includes(bad),
+    );
+    // A caller that stops at the first object: the failing directory, already read ahead, must
+    // not surface later as an unhandled rejection (which fails this test file).
+    for await (const _ of s.list('data')) break;
+    await new Promise((r) => setTimeout(r, 50));
+  });
+});
+
 describe('openStorage', () => {
   it('plain paths and local: give a LocalStorage at that path', () => {
     const dir = path.join(os.tmpdir(), 'bulwark-open-test');

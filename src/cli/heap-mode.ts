@@ -4,9 +4,9 @@
 //         process starts, which bin/bulwark does (--max-semi-space-size=4); the rest is set here
 //         at run time (--heap-growing-percent=20). A process started without that cap (node
 //         dist/src/cli/main.js) gets V8's --optimize-for-size instead, which also keeps the young
-//         generation small when set at run time, but makes the code V8 compiles smaller and
-//         slower and collects more often: the incremental backup of the Linux tree took
-//         4.2-5.6 s with it against 3.8-4.5 s without, at the same peak memory (docs/benchmarks.md);
+//         generation small when set at run time, but makes V8 compile for size: the incremental
+//         backup of the Linux tree took 4.6-4.7 s with it against 4.0-4.4 s without, at about the
+//         same peak memory (docs/benchmarks.md, 2026-12-05);
 //   fast  V8's defaults: the heap grows in larger steps and is collected less often.
 // The default is lean, except when a repository of the command is remote (s3:...), where the AWS
 // SDK's allocations made lean collections cost a quarter of a restore's time (measured: restore of
@@ -40,14 +40,21 @@ export function heapMode(argv: readonly string[], env: NodeJS.ProcessEnv = proce
 }
 
 /** The start option of bin/bulwark that caps the main thread's young generation (see above). */
-export const YOUNG_CAP_OPTION = '--max-semi-space-size';
+export const YOUNG_CAP_OPTION = '--max-semi-space-size=4';
+
+/** Largest semi-space (MiB) given at start that still counts as a cap for lean mode. */
+const MAX_CAPPED_SEMI_SPACE = 8;
 
 /**
  * The V8 flags to set at run time for `mode`, given the options node was started with
- * (`process.execArgv`).
+ * (`process.execArgv`). Node takes V8 options only in the `--name=value` form; V8 accepts
+ * underscores for dashes.
  */
 export function heapFlags(mode: HeapMode, execArgv: readonly string[]): string[] {
   if (mode === 'fast') return [];
-  const capped = execArgv.some((a) => a === YOUNG_CAP_OPTION || a.startsWith(`${YOUNG_CAP_OPTION}=`));
+  const capped = execArgv.some((a) => {
+    const m = /^--max[-_]semi[-_]space[-_]size=(\d+)$/.exec(a);
+    return m !== null && Number(m[1]) <= MAX_CAPPED_SEMI_SPACE;
+  });
   return capped ? ['--heap-growing-percent=20'] : ['--optimize-for-size'];
 }

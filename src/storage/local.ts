@@ -16,6 +16,8 @@ import { describe, type Handle, type ObjectInfo, type ObjectKind, type Storage }
 const DIR_KINDS: readonly ObjectKind[] = ['keys', 'data', 'index', 'snapshots', 'locks'];
 /** Data directories being read at once while listing packs. */
 const LIST_AHEAD = 16;
+/** Stats in flight per directory being listed. */
+const STATS_AT_ONCE = 8;
 
 export class LocalStorage implements Storage {
   readonly location: string;
@@ -65,8 +67,9 @@ export class LocalStorage implements Storage {
       return;
     }
     const dirs = kind === 'data' ? await this.subdirs(path.join(this.root, 'data')) : [path.join(this.root, kind)];
-    // The 256 data directories are read a few at a time, each with its stats at once: one after
-    // the other, a listing waited for 256 + N round trips to the thread pool.
+    // The 256 data directories are read up to LIST_AHEAD ahead of the one being yielded, each with
+    // a few stats at a time: one after the other, a listing waited for 256 + N round trips to the
+    // thread pool.
     const pending = dirs.map(() => undefined as Promise<ObjectInfo[]> | undefined);
     const ahead = (i: number): void => {
       const p = this.listDir(dirs[i]!);
@@ -92,19 +95,23 @@ export class LocalStorage implements Storage {
       if (sysCode(err) === 'ENOENT') return [];
       throw this.ioError(err, 'list', dir);
     }
-    const infos = await Promise.all(
-      entries
-        .filter((name) => /^[0-9a-f]{8,64}$/.test(name))
-        .map(async (name): Promise<ObjectInfo | undefined> => {
-          try {
-            const st = await fsp.stat(path.join(dir, name));
-            return { name, size: st.size };
-          } catch (err) {
-            if (sysCode(err) !== 'ENOENT') throw this.ioError(err, 'list', name);
-            return undefined;
-          }
-        }),
-    );
+    // Stats a few at a time per directory: the index and snapshot directories can hold thousands.
+    const names = entries.filter((name) => /^[0-9a-f]{8,64}$/.test(name));
+    const infos: Array<ObjectInfo | undefined> = new Array(names.length);
+    let next = 0;
+    const statNext = async (): Promise<void> => {
+      while (next < names.length) {
+        const i = next++;
+        const name = names[i]!;
+        try {
+          const st = await fsp.stat(path.join(dir, name));
+          infos[i] = { name, size: st.size };
+        } catch (err) {
+          if (sysCode(err) !== 'ENOENT') throw this.ioError(err, 'list', name);
+        }
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(STATS_AT_ONCE, names.length) }, statNext));
     return infos.filter((o): o is ObjectInfo => o !== undefined);
   }
 
