@@ -4,6 +4,7 @@
 // same young-generation cap bin/bulwark gives node (src/cli/heap-mode.ts).
 import { existsSync } from "node:fs";
 import { join } from "node:path";
+import { YOUNG_CAP_OPTION } from "../src/cli/heap-mode.js";
 import { PROJECT_ROOT } from "./config.js";
 
 const other = process.env["BENCH_BULWARK_MAIN"];
@@ -13,7 +14,7 @@ export const BULWARK_ENTRY = other ?? join(PROJECT_ROOT, "bin", "bulwark");
 
 /** Command and arguments that run `bulwark ARGS...`. */
 export function bulwarkCmd(...args: string[]): [string, string[]] {
-  return other === undefined ? [BULWARK_ENTRY, args] : [process.execPath, ["--max-semi-space-size=4", other, ...args]];
+  return other === undefined ? [BULWARK_ENTRY, args] : [process.execPath, [YOUNG_CAP_OPTION, other, ...args]];
 }
 
 /** Whether the entry point is built. */

@@ -6,6 +6,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, it } from 'node:test';
+import { YOUNG_CAP_OPTION } from '../src/cli/heap-mode.js';
 import { VERSION } from '../src/version.js';
 import { tempRoots } from './helpers.js';
 
@@ -37,5 +38,7 @@ describe('bin/bulwark', () => {
     assert.equal(probe(env), '2');
     assert.equal(probe({ ...env, MALLOC_ARENA_MAX: '4' }), '4');
     assert.match(fs.readFileSync(BIN, 'utf8'), /^exec node --max-semi-space-size=4 "\$here\/\.\.\/dist\/src\/cli\/main\.js" "\$@"$/m, 'the probe replaced the real start line');
+    // The cap the script gives node is the one the CLI recognises (and npm start passes).
+    assert.ok(fs.readFileSync(BIN, 'utf8').includes(`exec node ${YOUNG_CAP_OPTION} "`), 'bin/bulwark starts node with YOUNG_CAP_OPTION');
   });
 });

@@ -8,7 +8,8 @@ import { sha256 } from '../crypto/keys.js';
 import { BulwarkError, isBulwarkError } from '../errors.js';
 import { decodeTrailer, type PackDescriptor } from '../pack/formats.js';
 import { Lock } from '../repo/lock.js';
-import { mapLimit, type Repository } from '../repo/repository.js';
+import { mapLimit } from '../concurrency.js';
+import type { Repository } from '../repo/repository.js';
 import { loadSnapshot } from '../snapshot/snapshot.js';
 import { decodeTree } from '../tree/node.js';
 

@@ -10,7 +10,8 @@ import { BulwarkError, isBulwarkError } from '../errors.js';
 import { APPEND_ONLY_HINT } from '../storage/append-only.js';
 import { isStale, Lock, lockTtlFromEnv, type LockDoc } from './lock.js';
 import { getJSON } from './objects.js';
-import { mapLimit, type Repository } from './repository.js';
+import { mapLimit } from '../concurrency.js';
+import type { Repository } from './repository.js';
 
 export type DeletableKind = 'snapshots' | 'index' | 'data';
 

@@ -14,7 +14,8 @@ import { decodeTree } from '../tree/node.js';
 import { acquireExclusive, assertMayDelete, deleteObjects } from './deletion.js';
 import { Lock } from './lock.js';
 import { putObject } from './objects.js';
-import { mapLimit, type Repository } from './repository.js';
+import { mapLimit } from '../concurrency.js';
+import type { Repository } from './repository.js';
 
 export type MaxUnused = { kind: 'percent'; value: number } | { kind: 'bytes'; value: number } | { kind: 'unlimited' };
 

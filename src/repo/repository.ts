@@ -1,6 +1,7 @@
 // A repository: storage + keys + config + the master index. This is the "pack" layer's public face:
 // callers above it (tree, snapshot, commands) see blobs by ID, sealed JSON documents and locks, and
 // never touch pack offsets or storage names themselves.
+import { mapLimit } from '../concurrency.js';
 import { randomBytes } from 'node:crypto';
 import { DEFAULT_CHUNKER, type ChunkerParams } from '../chunker/fastcdc.js';
 import { blobId, DEFAULT_KDF, sha256, deriveKeys, newMasterSecret, type KdfParams, type RepoKeys } from '../crypto/keys.js';
@@ -285,15 +286,4 @@ export function packCorrupt(pack: string, blob: string, offset: number, why: str
     subject: `data/${pack}`,
     hint: 'run `bulwark check --read-data` to list every damaged object; restore from another copy of the repository',
   });
-}
-
-export async function mapLimit<T>(items: readonly T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {
-  let next = 0;
-  const run = async (): Promise<void> => {
-    while (next < items.length) {
-      const item = items[next++] as T;
-      await fn(item);
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, run));
 }

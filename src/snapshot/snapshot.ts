@@ -3,7 +3,7 @@
 import { BulwarkError, isBulwarkError } from '../errors.js';
 import type { Repository } from '../repo/repository.js';
 import { getJSON, putJSON } from '../repo/objects.js';
-import { mapLimit } from '../repo/repository.js';
+import { mapLimit } from '../concurrency.js';
 
 export interface SnapshotSummary {
   backupStart: string;

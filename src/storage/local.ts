@@ -10,6 +10,7 @@ import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
+import { mapLimit } from '../concurrency.js';
 import { BulwarkError, sysCode } from '../errors.js';
 import { describe, type Handle, type ObjectInfo, type ObjectKind, type Storage } from './storage.js';
 
@@ -98,20 +99,14 @@ export class LocalStorage implements Storage {
     // Stats a few at a time per directory: the index and snapshot directories can hold thousands.
     const names = entries.filter((name) => /^[0-9a-f]{8,64}$/.test(name));
     const infos: Array<ObjectInfo | undefined> = new Array(names.length);
-    let next = 0;
-    const statNext = async (): Promise<void> => {
-      while (next < names.length) {
-        const i = next++;
-        const name = names[i]!;
-        try {
-          const st = await fsp.stat(path.join(dir, name));
-          infos[i] = { name, size: st.size };
-        } catch (err) {
-          if (sysCode(err) !== 'ENOENT') throw this.ioError(err, 'list', name);
-        }
+    await mapLimit(names, STATS_AT_ONCE, async (name, i) => {
+      try {
+        const st = await fsp.stat(path.join(dir, name));
+        infos[i] = { name, size: st.size };
+      } catch (err) {
+        if (sysCode(err) !== 'ENOENT') throw this.ioError(err, 'list', name);
       }
-    };
-    await Promise.all(Array.from({ length: Math.min(STATS_AT_ONCE, names.length) }, statNext));
+    });
     return infos.filter((o): o is ObjectInfo => o !== undefined);
   }
 
