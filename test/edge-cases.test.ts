@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { after, describe, it } from 'node:test';
-import { Repository } from '../src/repo/repository.js';
+import { Repository, REPO_VERSION } from '../src/repo/repository.js';
 import { LocalStorage } from '../src/storage/local.js';
 import { jsonError, rmrf, runCli, runOk, tmpdir } from './helpers.js';
 
@@ -59,7 +59,7 @@ describe('edge cases', () => {
       const fresh = new LocalStorage(path.join(d, 'repo'));
       if (i === 0) await Repository.init(fresh, 'pw', { kdf });
       const repo = await Repository.open(fresh, 'pw');
-      assert.equal(repo.config.version, 1);
+      assert.equal(repo.config.version, REPO_VERSION);
     }
     assert.equal(fs.readdirSync(path.join(d, 'repo', 'keys')).length, 2, 'the orphan and the live key');
   });

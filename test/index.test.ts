@@ -10,7 +10,8 @@ import { describe, it } from 'node:test';
 import { Chunker, DEFAULT_CHUNKER, type ChunkerParams } from '../src/chunker/fastcdc.js';
 import { WasmChunkBuffer } from '../src/chunker/gear-wasm.js';
 import { AuthError, NONCE_LEN, open, seal, SEAL_OVERHEAD } from '../src/crypto/aead.js';
-import { blobId, deriveKeys, gearTable, unwrapMaster, wrapMaster } from '../src/crypto/keys.js';
+import { blobIdFn } from '../src/crypto/blob-id.js';
+import { deriveKeys, gearTable, unwrapMaster, wrapMaster } from '../src/crypto/keys.js';
 import { isBulwarkError } from '../src/errors.js';
 import { BlobIndex, BlobType, PackTable, SharedIndexReader, type BlobLocation } from '../src/pack/blob-index.js';
 import { decodeIndex, decodeTrailer, encodeIndex, encodeTrailer, type PackBlob, type PackDescriptor } from '../src/pack/formats.js';
@@ -419,7 +420,7 @@ describe('AEAD seal/open', () => {
 });
 
 describe('keys', () => {
-  it('derives the same keys from the same master, different ones from another', () => {
+  it('derives the same keys from the same master, different ones from another', async () => {
     const m = randomBytes(32);
     const a = deriveKeys(m);
     const b = deriveKeys(Buffer.from(m));
@@ -429,8 +430,11 @@ describe('keys', () => {
     assert.ok(!a.enc.equals(c.enc) && !a.id.equals(c.id));
     assert.ok(!a.enc.equals(a.id), 'enc and id keys are distinct');
     const data = randomBytes(100);
-    assert.ok(blobId(a.id, data).equals(blobId(b.id, data)));
-    assert.ok(!blobId(a.id, data).equals(blobId(c.id, data)), 'blob IDs are keyed');
+    for (const kind of ['blake3', 'hmac-sha256'] as const) {
+      const [ia, ib, ic] = await Promise.all([a, b, c].map((k) => blobIdFn(kind, k.id)));
+      assert.ok(ia!(data).equals(ib!(data)), kind);
+      assert.ok(!ia!(data).equals(ic!(data)), `${kind} blob IDs are keyed`);
+    }
   });
 
   it('a key slot unwraps with its password and returns undefined for a wrong one', async () => {

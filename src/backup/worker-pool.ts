@@ -101,6 +101,7 @@ export class WorkerPool {
       const init: WorkerInit = {
         encKey: repo.keys.enc,
         idKey: repo.keys.id,
+        idHash: repo.idHash,
         gear: repo.keys.gear,
         chunker: repo.config.chunker,
         level: repo.config.compression,

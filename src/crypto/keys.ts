@@ -1,11 +1,12 @@
 // Key hierarchy. A repository has one random 32-byte master secret. Everything is derived from it
 // with HKDF-SHA-256 under distinct labels:
 //   enc  - AES-256-GCM key for every stored object,
-//   id   - HMAC-SHA-256 key for blob IDs (so IDs never reveal a plain hash of content),
+//   id   - key of the keyed hash behind blob IDs (so IDs never reveal a plain hash of content; see
+//          blob-id.ts),
 //   gear - seed of the chunker's gear table (so chunk boundaries do not leak content).
 // The master secret is stored only wrapped: each key slot (keys/<id>) seals it with a key derived
 // from a password by scrypt. Several slots may exist; any one opens the repository.
-import { createCipheriv, createHash, createHmac, hkdfSync, randomBytes, scrypt as scryptCb } from 'node:crypto';
+import { createCipheriv, createHash, hkdfSync, randomBytes, scrypt as scryptCb } from 'node:crypto';
 import { hostname, userInfo } from 'node:os';
 import { promisify } from 'node:util';
 import { AuthError, open, seal } from './aead.js';
@@ -59,10 +60,6 @@ export function gearTable(seed: Uint8Array): Int32Array {
   const t = new Int32Array(256);
   for (let i = 0; i < 256; i++) t[i] = stream.readInt32LE(i * 4);
   return t;
-}
-
-export function blobId(idKey: Uint8Array, data: Uint8Array): Buffer {
-  return createHmac('sha256', idKey).update(data).digest();
 }
 
 export function newMasterSecret(): Buffer {

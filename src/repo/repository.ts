@@ -4,7 +4,8 @@
 import { mapLimit } from '../concurrency.js';
 import { randomBytes } from 'node:crypto';
 import { DEFAULT_CHUNKER, type ChunkerParams } from '../chunker/fastcdc.js';
-import { blobId, DEFAULT_KDF, sha256, deriveKeys, newMasterSecret, type KdfParams, type RepoKeys } from '../crypto/keys.js';
+import { blobIdFn, type BlobIdFn, type IdHash } from '../crypto/blob-id.js';
+import { DEFAULT_KDF, sha256, deriveKeys, newMasterSecret, type KdfParams, type RepoKeys } from '../crypto/keys.js';
 import { BulwarkError, isBulwarkError } from '../errors.js';
 import { BlobCodec } from '../pack/blob-codec.js';
 import { BlobIndex } from '../pack/blob-index.js';
@@ -15,7 +16,17 @@ import { addSlot, unlockAll } from './key-slots.js';
 import { corrupt, getJSON, sealJSON } from './objects.js';
 import { recoverPacks } from './recover.js';
 
-export const REPO_VERSION = 1;
+/**
+ * The repository format this Bulwark writes. Version 2 differs from version 1 only in how blob IDs
+ * are computed (keyed BLAKE3 instead of HMAC-SHA-256, see crypto/blob-id.ts); both are read.
+ */
+export const REPO_VERSION = 2;
+export const READ_VERSIONS: readonly number[] = [1, 2];
+
+/** The blob-ID hash of each format version. */
+export function idHashOf(version: number): IdHash {
+  return version === 1 ? 'hmac-sha256' : 'blake3';
+}
 
 export interface RepoConfig {
   version: number;
@@ -35,6 +46,8 @@ export interface InitOptions {
   packSize?: number;
   /** Make the repository append-only; deleting then needs this token. */
   deleteToken?: string;
+  /** Write format version 1 (HMAC-SHA-256 blob IDs), which Bulwark 0.1 reads too. Default: 2. */
+  version?: 1 | 2;
 }
 
 export interface OpenOptions {
@@ -55,8 +68,15 @@ export class Repository {
     readonly config: RepoConfig,
     readonly keyId: string,
     readonly master: Buffer,
+    /** Computes blob IDs as this repository's format says (see crypto/blob-id.ts). */
+    readonly blobId: BlobIdFn,
   ) {
     this.codec = new BlobCodec(keys.enc, config.compression);
+  }
+
+  /** The keyed hash behind this repository's blob IDs (workers build their own `blobId` from it). */
+  get idHash(): IdHash {
+    return idHashOf(this.config.version);
   }
 
   static async init(storage: Storage, password: string, opts: InitOptions = {}): Promise<Repository> {
@@ -67,7 +87,7 @@ export class Repository {
     const master = newMasterSecret();
     const keys = deriveKeys(master);
     const config: RepoConfig = {
-      version: REPO_VERSION,
+      version: opts.version ?? REPO_VERSION,
       id: randomBytes(16).toString('hex'),
       created: new Date().toISOString(),
       chunker: opts.chunker ?? DEFAULT_CHUNKER,
@@ -75,6 +95,7 @@ export class Repository {
       packSize: opts.packSize ?? 16 * 1024 * 1024,
       ...(opts.deleteToken !== undefined ? { appendOnly: { deleteTokenSha256: sha256(Buffer.from(opts.deleteToken)).toString('hex') } } : {}),
     };
+    const blobId = await blobIdFn(idHashOf(config.version), keys.id);
     const keyId = await addSlot(storage, master, password, opts.kdf ?? DEFAULT_KDF);
     try {
       await storage.write({ kind: 'config', name: 'config' }, sealJSON(keys.enc, 'config', config));
@@ -87,7 +108,7 @@ export class Repository {
       }
       throw err;
     }
-    return new Repository(storage, keys, config, keyId, master);
+    return new Repository(storage, keys, config, keyId, master, blobId);
   }
 
   /** True when this handle may not delete (an append-only repository opened without its token). */
@@ -122,8 +143,8 @@ export class Repository {
     }
     const { keyId, master, keys, raw } = found;
     const config = raw as RepoConfig;
-    if (config.version !== REPO_VERSION) {
-      throw new BulwarkError('REPO_VERSION', `repository format ${String(config.version)} is not supported (this Bulwark reads ${REPO_VERSION})`, {
+    if (!READ_VERSIONS.includes(config.version)) {
+      throw new BulwarkError('REPO_VERSION', `repository format ${String(config.version)} is not supported (this Bulwark reads ${READ_VERSIONS.join(' and ')})`, {
         subject: 'config',
         hint: 'upgrade Bulwark',
       });
@@ -139,7 +160,7 @@ export class Repository {
       }
       if (token === undefined) access = appendOnly(storage);
     }
-    return new Repository(access, keys, config, keyId, master);
+    return new Repository(access, keys, config, keyId, master, await blobIdFn(idHashOf(config.version), keys.id));
   }
 
   /** Index files that could not be read by `loadIndex` (their packs look unindexed; see recoverPacks). */
@@ -200,10 +221,6 @@ export class Repository {
     }
   }
 
-  blobId(data: Uint8Array): Buffer {
-    return blobId(this.keys.id, data);
-  }
-
   newCodec(): BlobCodec {
     return new BlobCodec(this.keys.enc, this.config.compression);
   }
@@ -232,7 +249,7 @@ export class Repository {
     } catch (err) {
       throw packCorrupt(pack, hex, offset, err instanceof Error ? err.message : String(err));
     }
-    if (!blobId(this.keys.id, plain).equals(id)) throw packCorrupt(pack, hex, offset, 'content does not match blob ID');
+    if (!this.blobId(plain).equals(id)) throw packCorrupt(pack, hex, offset, 'content does not match blob ID');
     return plain;
   }
 

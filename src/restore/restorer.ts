@@ -49,7 +49,7 @@ class Pool {
   private next = 1;
 
   constructor(repo: Repository, threads: number) {
-    const init: RestoreInit = { encKey: repo.keys.enc, idKey: repo.keys.id, owner };
+    const init: RestoreInit = { encKey: repo.keys.enc, idKey: repo.keys.id, idHash: repo.idHash, owner };
     const url = new URL('../worker/restore-worker.js', import.meta.url);
     for (let i = 0; i < threads; i++) {
       const w = new Worker(url, { workerData: init, resourceLimits: { maxYoungGenerationSizeMb: 4 } });

@@ -9,7 +9,7 @@ import * as path from 'node:path';
 import { parentPort, workerData } from 'node:worker_threads';
 import { Chunker } from '../chunker/fastcdc.js';
 import { WasmChunkBuffer } from '../chunker/gear-wasm.js';
-import { blobId } from '../crypto/keys.js';
+import { blobIdFn } from '../crypto/blob-id.js';
 import { BlobType, ID_LEN, SharedIndexReader, type BlobTypeCode } from '../pack/blob-index.js';
 import { BlobCodec } from '../pack/blob-codec.js';
 import { ClaimSet } from '../pack/claim-set.js';
@@ -23,6 +23,7 @@ const init = workerData as WorkerInit;
 const port = parentPort!;
 const chunker = new Chunker(init.gear, init.chunker);
 const codec = new BlobCodec(init.encKey, init.level, init.chunker.max);
+const blobId = await blobIdFn(init.idHash, init.idKey);
 let known = new SharedIndexReader(init.index);
 const claims = new ClaimSet(init.claims);
 const waiting = new Int32Array(init.packsWaiting);
@@ -294,7 +295,7 @@ function processFile(f: number, job: FileJob, out: Outbox): void {
       const chunk = buf.subarray(pos, pos + len);
       pos += len;
       size += len;
-      const id = blobId(init.idKey, chunk);
+      const id = blobId(chunk);
       // Claimed before compressing, so a chunk met by two workers at once is sealed by one.
       if (!known.has(id) && claims.claim(id)) packBlob(BlobType.data, id, chunk);
       out.addId(id);

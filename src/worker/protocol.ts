@@ -1,11 +1,14 @@
 // Messages between the backup pipeline's main thread and its chunk workers.
 import type { ChunkerParams } from '../chunker/fastcdc.js';
+import type { IdHash } from '../crypto/blob-id.js';
 import type { BlobTypeCode, SharedIndexView } from '../pack/blob-index.js';
 import type { ClaimSetView } from '../pack/claim-set.js';
 
 export interface WorkerInit {
   encKey: Uint8Array;
   idKey: Uint8Array;
+  /** The repository's blob-ID hash (see crypto/blob-id.ts). */
+  idHash: IdHash;
   gear: Int32Array;
   chunker: ChunkerParams;
   level: number;

@@ -1,8 +1,11 @@
 // Messages between the restorer and its workers.
+import type { IdHash } from '../crypto/blob-id.js';
 
 export interface RestoreInit {
   encKey: Uint8Array;
   idKey: Uint8Array;
+  /** The repository's blob-ID hash (see crypto/blob-id.ts). */
+  idHash: IdHash;
   owner: boolean;
 }
 

@@ -3,7 +3,7 @@
 // truncate to the final size, so sparse files come back sparse. Also verifies restored files.
 import * as fs from 'node:fs';
 import { parentPort, workerData } from 'node:worker_threads';
-import { blobId } from '../crypto/keys.js';
+import { blobIdFn } from '../crypto/blob-id.js';
 import { BlobCodec } from '../pack/blob-codec.js';
 import { sysCode } from '../errors.js';
 import { FILE_FIELDS, type FileMeta, type PackTask, type RestoreInit, type TaskDone, type VerifyTask } from './restore-protocol.js';
@@ -11,6 +11,7 @@ import { FILE_FIELDS, type FileMeta, type PackTask, type RestoreInit, type TaskD
 const init = workerData as RestoreInit;
 const port = parentPort!;
 const codec = new BlobCodec(init.encKey, 0);
+const blobId = await blobIdFn(init.idHash, init.idKey);
 
 export function isZero(b: Uint8Array): boolean {
   for (let i = 0; i < b.length; i++) if (b[i] !== 0) return false;
@@ -72,7 +73,7 @@ function runPack(task: PackTask): TaskDone {
     const raw = task.blobs[3 * i + 2]!;
     const start = offset - task.base;
     const plain = codec.decodeTransient(task.data.subarray(start, start + stored), raw);
-    if (plain.length !== raw || !blobId(init.idKey, plain).equals(ids.subarray(32 * i, 32 * i + 32))) {
+    if (plain.length !== raw || !blobId(plain).equals(ids.subarray(32 * i, 32 * i + 32))) {
       throw new Error(`blob at offset ${offset} does not match its ID`);
     }
     // Zero runs are written as holes; keep only a marker for them.
@@ -141,7 +142,7 @@ function runVerify(task: VerifyTask): TaskDone {
           got += n;
         }
         const want = f.ids.subarray(i * 32, i * 32 + 32);
-        if (got !== len || !blobId(init.idKey, buf).equals(want)) {
+        if (got !== len || !blobId(buf).equals(want)) {
           throw Object.assign(new Error(`content differs from the snapshot at offset ${pos}`), { code: 'VERIFY_FAILED' });
         }
         pos += len;
