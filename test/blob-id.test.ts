@@ -122,6 +122,30 @@ describe('repositories of both formats through the CLI', () => {
     });
   }
 
+  it('copy moves snapshots from a format-1 repository into a format-2 one (the upgrade path)', async () => {
+    const root = newRoot();
+    const src = path.join(root, 'src');
+    fs.mkdirSync(src);
+    writeRandomFile(path.join(src, 'big.bin'), 3 * 1024 * 1024);
+    fs.writeFileSync(path.join(src, 'small.txt'), 'small\n');
+    const old = { BULWARK_REPO: path.join(root, 'v1'), BULWARK_PASSWORD: 'pw1' };
+    const cur = { BULWARK_REPO: path.join(root, 'v2'), BULWARK_PASSWORD: 'pw2' };
+    await runOk(['init', '--repository-version', '1'], old);
+    await runOk(['init'], cur);
+    await runOk(['backup', src], old);
+    const both = { ...cur, BULWARK_FROM_REPO: old.BULWARK_REPO, BULWARK_FROM_PASSWORD: old.BULWARK_PASSWORD, XDG_CACHE_HOME: path.join(root, 'cache') };
+    const copied = JSON.parse((await runOk(['copy', '--json'], both)).stdout) as { copied: unknown[] };
+    assert.equal(copied.copied.length, 1);
+    const target = path.join(root, 'out');
+    await runOk(['restore', 'latest', '--target', target], cur);
+    compareTrees(src, path.join(target, src));
+    assert.equal((JSON.parse((await runOk(['check', '--read-data', '--json'], cur)).stdout) as { ok: boolean }).ok, true);
+    // The copy's chunk IDs are the new format's: a backup of the same files there stores no data
+    // blob (only trees, as the directories above the source have changed since).
+    const again = JSON.parse((await runOk(['backup', src, '--json'], cur)).stdout) as { snapshot: { summary: Record<string, number> } };
+    assert.equal(again.snapshot.summary['dataBlobs'], 0);
+  });
+
   it('init rejects an unknown --repository-version; open rejects a format it does not read', async () => {
     const root = newRoot();
     const env = { BULWARK_REPO: path.join(root, 'repo'), BULWARK_PASSWORD: 'pw' };

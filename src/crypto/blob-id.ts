@@ -24,7 +24,7 @@ export type Blake3Impl = 'native' | 'wasm';
 interface NativeHasher {
   reset(): void;
   update(input: Uint8Array): unknown;
-  digestBuffer(): Buffer;
+  digest(format: 'hex'): string;
 }
 interface NativeModule {
   Blake3Hasher: { newKeyed(key: Buffer): NativeHasher };
@@ -48,13 +48,19 @@ export function hmacSha256Id(key: Uint8Array): BlobIdFn {
   return (data) => createHmac('sha256', key).update(data).digest();
 }
 
-/** Keyed BLAKE3 in the native binding: one hasher, reset per blob (no allocation but the digest). */
+/**
+ * Keyed BLAKE3 in the native binding: one hasher, reset per blob. The digest comes back as hex, not
+ * as the binding's Buffer: each of those is native memory that V8 frees only when a collection
+ * finalizes it, and a backup's hundreds of thousands of IDs piled up 20 MiB of it (measured: 80,000
+ * IDs of 17 KB inputs, peak 29 MiB above the start with Buffers, 8 MiB with hex, which is also no
+ * slower).
+ */
 export function nativeBlake3Id(mod: NativeModule, key: Uint8Array): BlobIdFn {
   const h = mod.Blake3Hasher.newKeyed(Buffer.from(key));
   return (data) => {
     h.reset();
     h.update(data);
-    return h.digestBuffer();
+    return Buffer.from(h.digest('hex'), 'hex');
   };
 }
 
