@@ -1,2 +1,2 @@
 // The program version, reported in snapshots and by `bulwark version`.
-export const VERSION = '0.1.0';
+export const VERSION = '0.2.0';
