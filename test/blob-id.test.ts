@@ -66,6 +66,19 @@ describe('blob IDs', () => {
     assert.ok(hmacSha256Id(key)(data).equals(createHmac('sha256', key).update(data).digest()));
   });
 
+  it('BULWARK_BLAKE3 picks the implementation; another value is a USAGE error naming it', async () => {
+    const before = process.env['BULWARK_BLAKE3'];
+    try {
+      process.env['BULWARK_BLAKE3'] = 'fast';
+      await assert.rejects(blobIdFn('blake3', KEY), (err: unknown) => isBulwarkError(err, 'USAGE') && (err as { subject?: string }).subject === 'BULWARK_BLAKE3');
+      process.env['BULWARK_BLAKE3'] = 'wasm';
+      assert.equal((await blobIdFn('blake3', KEY))(input(1025)).toString('hex'), KEYED[3]![1]);
+    } finally {
+      if (before === undefined) delete process.env['BULWARK_BLAKE3'];
+      else process.env['BULWARK_BLAKE3'] = before;
+    }
+  });
+
   it('rejects a key that is not 32 bytes', async () => {
     await assert.rejects(blobIdFn('blake3', randomBytes(16)), (err: unknown) => isBulwarkError(err, 'INTERNAL'));
   });
@@ -90,8 +103,8 @@ describe('blob IDs', () => {
 describe('repositories of both formats through the CLI', () => {
   const newRoot = tempRoots('bulwark-idhash-');
 
-  for (const version of ['1', '2'] as const) {
-    it(`format ${version}: backup, incremental, restore --verify and check --read-data; IDs use the format's hash`, async () => {
+  for (const [version, blake3] of [['1', undefined], ['2', undefined], ['2', 'wasm']] as const) {
+    it(`format ${version}${blake3 === undefined ? '' : ` with BULWARK_BLAKE3=${blake3}`}: backup, incremental, restore --verify and check --read-data; IDs use the format's hash`, async () => {
       const root = newRoot();
       const src = path.join(root, 'src');
       fs.mkdirSync(path.join(src, 'sub'), { recursive: true });
@@ -99,7 +112,7 @@ describe('repositories of both formats through the CLI', () => {
       fs.writeFileSync(path.join(src, 'small.bin'), small);
       writeRandomFile(path.join(src, 'sub', 'big.bin'), 5 * 1024 * 1024);
       fs.writeFileSync(path.join(src, 'sub', 'text.txt'), 'hello\n'.repeat(1000));
-      const env = { BULWARK_REPO: path.join(root, 'repo'), BULWARK_PASSWORD: 'pw' };
+      const env = { BULWARK_REPO: path.join(root, 'repo'), BULWARK_PASSWORD: 'pw', ...(blake3 === undefined ? {} : { BULWARK_BLAKE3: blake3 }) };
       const made = JSON.parse((await runOk(['init', '--repository-version', version, '--json'], env)).stdout) as { version: number };
       assert.equal(made.version, Number(version));
       await runOk(['backup', src], env);
@@ -146,13 +159,18 @@ describe('repositories of both formats through the CLI', () => {
     assert.equal(again.snapshot.summary['dataBlobs'], 0);
   });
 
-  it('init rejects an unknown --repository-version; open rejects a format it does not read', async () => {
+  it('init rejects an unknown --repository-version (CLI and library) and writes nothing; open rejects a format it does not read', async () => {
     const root = newRoot();
     const env = { BULWARK_REPO: path.join(root, 'repo'), BULWARK_PASSWORD: 'pw' };
     const bad = await runCli(['init', '--repository-version', '3', '--json'], env);
     assert.notEqual(bad.code, 0);
     assert.equal(jsonError(bad).code, 'USAGE');
     assert.equal(fs.existsSync(env.BULWARK_REPO), false);
+    const empty = new MemoryStorage();
+    await assert.rejects(Repository.init(empty, 'pw', { kdf: CHEAP_KDF, version: 3 as unknown as 2 }), (err: unknown) => isBulwarkError(err, 'REPO_VERSION'));
+    for (const kind of ['config', 'keys'] as const) {
+      for await (const o of empty.list(kind)) assert.fail(`init of an unknown format wrote ${kind}/${o.name}`);
+    }
     const storage = new MemoryStorage();
     const repo = await Repository.init(storage, 'pw', { kdf: CHEAP_KDF });
     await storage.delete({ kind: 'config', name: 'config' });

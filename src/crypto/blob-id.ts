@@ -13,8 +13,6 @@ import { BulwarkError } from '../errors.js';
 
 export type IdHash = 'blake3' | 'hmac-sha256';
 
-export const ID_HASHES: readonly IdHash[] = ['blake3', 'hmac-sha256'];
-
 /** Computes the 32-byte ID of a blob's plaintext. */
 export type BlobIdFn = (data: Uint8Array) => Buffer;
 
@@ -76,10 +74,25 @@ export async function wasmBlake3Id(key: Uint8Array): Promise<BlobIdFn> {
 }
 
 /**
- * The blob-ID function of a repository whose format uses `kind`, keyed with its 32-byte `id` key.
- * `impl` forces a BLAKE3 implementation (tests); by default the native one is used when it loads.
+ * The BLAKE3 implementation that BULWARK_BLAKE3 asks for: `native` or `wasm`, unset for the default
+ * (native where it loads). Worker threads see the same environment, so one setting covers them all.
  */
-export async function blobIdFn(kind: IdHash, key: Uint8Array, impl?: Blake3Impl): Promise<BlobIdFn> {
+export function blake3ImplFromEnv(): Blake3Impl | undefined {
+  const v = process.env['BULWARK_BLAKE3'];
+  if (v === undefined || v === '') return undefined;
+  if (v === 'native' || v === 'wasm') return v;
+  throw new BulwarkError('USAGE', `BULWARK_BLAKE3 must be native or wasm, not ${JSON.stringify(v)}`, {
+    subject: 'BULWARK_BLAKE3',
+    hint: 'unset it to use the native binding where it loads',
+  });
+}
+
+/**
+ * The blob-ID function of a repository whose format uses `kind`, keyed with its 32-byte `id` key.
+ * `impl` (else BULWARK_BLAKE3) forces a BLAKE3 implementation; by default the native one is used
+ * when it loads.
+ */
+export async function blobIdFn(kind: IdHash, key: Uint8Array, impl: Blake3Impl | undefined = blake3ImplFromEnv()): Promise<BlobIdFn> {
   if (key.length !== 32) throw new BulwarkError('INTERNAL', `a blob-ID key has 32 bytes, not ${key.length}`);
   if (kind === 'hmac-sha256') return hmacSha256Id(key);
   if (kind !== 'blake3') throw new BulwarkError('INTERNAL', `unknown blob-ID hash ${String(kind)}`);
@@ -89,7 +102,7 @@ export async function blobIdFn(kind: IdHash, key: Uint8Array, impl?: Blake3Impl)
   return wasmBlake3Id(key);
 }
 
-/** The BLAKE3 implementation `blobIdFn` picks in this process by default. */
+/** The BLAKE3 implementation `blobIdFn` picks in this process without BULWARK_BLAKE3. */
 export function blake3Impl(): Blake3Impl {
   return loadNativeBlake3() === null ? 'wasm' : 'native';
 }

@@ -23,9 +23,19 @@ import { recoverPacks } from './recover.js';
 export const REPO_VERSION = 2;
 export const READ_VERSIONS: readonly number[] = [1, 2];
 
-/** The blob-ID hash of each format version. */
+/** The blob-ID hash of each format version; REPO_VERSION for a version this Bulwark does not read. */
 export function idHashOf(version: number): IdHash {
-  return version === 1 ? 'hmac-sha256' : 'blake3';
+  switch (version) {
+    case 1:
+      return 'hmac-sha256';
+    case 2:
+      return 'blake3';
+    default:
+      throw new BulwarkError('REPO_VERSION', `repository format ${String(version)} is not supported (this Bulwark reads ${READ_VERSIONS.join(' and ')})`, {
+        subject: 'config',
+        hint: 'upgrade Bulwark',
+      });
+  }
 }
 
 export interface RepoConfig {
@@ -83,6 +93,8 @@ export class Repository {
     if (password.length === 0) {
       throw new BulwarkError('NO_PASSWORD', 'an empty password is not allowed', { hint: 'set BULWARK_PASSWORD or --password-file' });
     }
+    // Refuses a version this Bulwark cannot write before anything is stored.
+    const idHash = idHashOf(opts.version ?? REPO_VERSION);
     await storage.create();
     const master = newMasterSecret();
     const keys = deriveKeys(master);
@@ -95,7 +107,7 @@ export class Repository {
       packSize: opts.packSize ?? 16 * 1024 * 1024,
       ...(opts.deleteToken !== undefined ? { appendOnly: { deleteTokenSha256: sha256(Buffer.from(opts.deleteToken)).toString('hex') } } : {}),
     };
-    const blobId = await blobIdFn(idHashOf(config.version), keys.id);
+    const blobId = await blobIdFn(idHash, keys.id);
     const keyId = await addSlot(storage, master, password, opts.kdf ?? DEFAULT_KDF);
     try {
       await storage.write({ kind: 'config', name: 'config' }, sealJSON(keys.enc, 'config', config));
@@ -143,12 +155,7 @@ export class Repository {
     }
     const { keyId, master, keys, raw } = found;
     const config = raw as RepoConfig;
-    if (!READ_VERSIONS.includes(config.version)) {
-      throw new BulwarkError('REPO_VERSION', `repository format ${String(config.version)} is not supported (this Bulwark reads ${READ_VERSIONS.join(' and ')})`, {
-        subject: 'config',
-        hint: 'upgrade Bulwark',
-      });
-    }
+    const idHash = idHashOf(config.version);
     let access = storage;
     if (config.appendOnly !== undefined) {
       const token = opts.deleteToken;
@@ -160,7 +167,7 @@ export class Repository {
       }
       if (token === undefined) access = appendOnly(storage);
     }
-    return new Repository(access, keys, config, keyId, master, await blobIdFn(idHashOf(config.version), keys.id));
+    return new Repository(access, keys, config, keyId, master, await blobIdFn(idHash, keys.id));
   }
 
   /** Index files that could not be read by `loadIndex` (their packs look unindexed; see recoverPacks). */
