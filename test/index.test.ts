@@ -11,7 +11,7 @@ import { Chunker, DEFAULT_CHUNKER, type ChunkerParams } from '../src/chunker/fas
 import { WasmChunkBuffer } from '../src/chunker/gear-wasm.js';
 import { AuthError, NONCE_LEN, open, seal, SEAL_OVERHEAD } from '../src/crypto/aead.js';
 import { blobIdFn } from '../src/crypto/blob-id.js';
-import { deriveKeys, gearTable, unwrapMaster, wrapMaster } from '../src/crypto/keys.js';
+import { DEFAULT_KDF, deriveKeys, gearTable, unwrapMaster, wrapMaster } from '../src/crypto/keys.js';
 import { isBulwarkError } from '../src/errors.js';
 import { BlobIndex, BlobType, PackTable, SharedIndexReader, type BlobLocation } from '../src/pack/blob-index.js';
 import { decodeIndex, decodeTrailer, encodeIndex, encodeTrailer, type PackBlob, type PackDescriptor } from '../src/pack/formats.js';
@@ -448,6 +448,17 @@ describe('keys', () => {
     assert.notEqual(other.salt, slot.salt, 'fresh salt per slot');
     const tampered = { ...slot, data: Buffer.from(Buffer.from(slot.data, 'base64').map((v, i) => (i === 20 ? v ^ 1 : v))).toString('base64') };
     assert.equal(await unwrapMaster(tampered, 'right password'), undefined);
+  });
+
+  it('slots record their scrypt cost: the default (16 MiB) and the earlier default (32 MiB) both open', async () => {
+    assert.deepEqual(DEFAULT_KDF, { N: 1 << 14, r: 8, p: 5 });
+    const master = randomBytes(32);
+    for (const kdf of [DEFAULT_KDF, { N: 1 << 15, r: 8, p: 3 }]) {
+      const slot = await wrapMaster(master, 'pw', kdf);
+      assert.deepEqual([slot.N, slot.r, slot.p], [kdf.N, kdf.r, kdf.p]);
+      const back = await unwrapMaster(slot, 'pw');
+      assert.ok(back !== undefined && back.equals(master), `N=${kdf.N} p=${kdf.p}`);
+    }
   });
 
   it('unlock tries every slot and fails with WRONG_PASSWORD when none opens', async () => {

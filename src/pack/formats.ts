@@ -138,26 +138,44 @@ export interface IndexSink {
  * in full before the first entry is passed on, so a bad file adds nothing.
  */
 export function loadIndexEntries(encKey: Uint8Array, sealed: Uint8Array, sink: IndexSink): void {
-  readIndexBody(indexBody(encKey, sealed), sink);
+  feedIndexBody(openIndexBody(encKey, sealed), sink);
 }
 
-/** Checks an index body's layout in full, then passes its packs and blobs to `sink`; returns the superseded index IDs. */
-function readIndexBody(body: Buffer, sink: IndexSink): Buffer[] {
+/** An index file opened and checked in full, not yet passed to a sink (see `openIndexBody`). */
+export interface IndexBody {
+  body: Buffer;
+  /** Blob entries in the file: a caller can size its index once before feeding several files. */
+  blobs: number;
+}
+
+/** Decrypts and decompresses an index file and checks its layout in full (throws if it is bad). */
+export function openIndexBody(encKey: Uint8Array, sealed: Uint8Array): IndexBody {
+  const body = indexBody(encKey, sealed);
   const ns = body.readUInt32LE(5);
   let o = 9 + ns * ID_LEN;
   if (o + 4 > body.length) throw new Error('index truncated');
-  const supersedes: Buffer[] = [];
-  for (let i = 0; i < ns; i++) supersedes.push(Buffer.from(body.subarray(9 + i * ID_LEN, 9 + (i + 1) * ID_LEN)));
   const np = body.readUInt32LE(o);
   o += 4;
-  const start = o;
+  let blobs = 0;
   for (let i = 0; i < np; i++) {
     if (o + ID_LEN + 5 > body.length) throw new Error('index truncated');
-    o += ID_LEN + 5 + body.readUInt32LE(o + ID_LEN + 1) * INDEX_ENTRY;
+    const nb = body.readUInt32LE(o + ID_LEN + 1);
+    blobs += nb;
+    o += ID_LEN + 5 + nb * INDEX_ENTRY;
     if (o > body.length) throw new Error('index truncated');
   }
   if (o !== body.length) throw new Error('index has trailing bytes');
-  o = start;
+  return { body, blobs };
+}
+
+/** Passes an opened index file's packs and blobs to `sink`; returns the superseded index IDs. */
+export function feedIndexBody({ body }: IndexBody, sink: IndexSink): Buffer[] {
+  const ns = body.readUInt32LE(5);
+  const supersedes: Buffer[] = [];
+  for (let i = 0; i < ns; i++) supersedes.push(Buffer.from(body.subarray(9 + i * ID_LEN, 9 + (i + 1) * ID_LEN)));
+  let o = 9 + ns * ID_LEN;
+  const np = body.readUInt32LE(o);
+  o += 4;
   for (let i = 0; i < np; i++) {
     const pack = sink.pack(body.subarray(o, o + ID_LEN), body.readUInt8(o + ID_LEN) as BlobTypeCode);
     const nb = body.readUInt32LE(o + ID_LEN + 1);
@@ -179,7 +197,7 @@ function indexBody(encKey: Uint8Array, sealed: Uint8Array): Buffer {
 
 export function decodeIndex(encKey: Uint8Array, sealed: Uint8Array): IndexFile {
   const packs: PackDescriptor[] = [];
-  const supersedes = readIndexBody(indexBody(encKey, sealed), {
+  const supersedes = feedIndexBody(openIndexBody(encKey, sealed), {
     pack: (id, type) => packs.push({ id: Buffer.from(id), type, blobs: [] }) - 1,
     blob: (body, at, pack, offset, stored, raw) => {
       packs[pack]!.blobs.push({ offset, stored, raw, id: body.subarray(at, at + ID_LEN) });

@@ -9,9 +9,9 @@ import { DEFAULT_KDF, sha256, deriveKeys, newMasterSecret, type KdfParams, type 
 import { BulwarkError, isBulwarkError } from '../errors.js';
 import { BlobCodec } from '../pack/blob-codec.js';
 import { BlobIndex } from '../pack/blob-index.js';
-import { decodeIndex, loadIndexEntries, type IndexSink } from '../pack/formats.js';
+import { decodeIndex, feedIndexBody, openIndexBody, type IndexBody, type IndexSink } from '../pack/formats.js';
 import { AppendOnlyStorage, appendOnly } from '../storage/append-only.js';
-import type { Storage } from '../storage/storage.js';
+import type { ObjectInfo, Storage } from '../storage/storage.js';
 import { addSlot, unlockAll } from './key-slots.js';
 import { corrupt, getJSON, sealJSON } from './objects.js';
 import { recoverPacks } from './recover.js';
@@ -21,6 +21,10 @@ import { recoverPacks } from './recover.js';
  * are computed (keyed BLAKE3 instead of HMAC-SHA-256, see crypto/blob-id.ts); both are read.
  */
 export const REPO_VERSION = 2;
+
+/** Index files are opened and loaded in groups of at most this many bytes (see `loadIndex`). */
+const INDEX_GROUP_BYTES = 64 * 1024 * 1024;
+
 export const READ_VERSIONS: readonly number[] = [1, 2];
 
 /** The blob-ID hash of each format version; REPO_VERSION for a version this Bulwark does not read. */
@@ -179,22 +183,43 @@ export class Repository {
    * trailers (`recoverPacks`, which every backup runs), so one bad file blocks nothing.
    */
   async loadIndex(): Promise<void> {
-    const names: string[] = [];
-    for await (const o of this.storage.list('index')) if (!this.indexFiles.has(o.name)) names.push(o.name);
-    await mapLimit(names, 8, async (name) => {
-      try {
-        const bytes = await this.readIndexBytes(name);
-        try {
-          loadIndexEntries(this.keys.enc, bytes, this.indexSink);
-        } catch (err) {
-          throw corrupt('index', name, err instanceof Error ? err.message : String(err));
-        }
-        this.indexFiles.add(name);
-      } catch (err) {
-        if (!isBulwarkError(err, 'INDEX_CORRUPT')) throw err;
-        this.damagedIndexes.push(err);
+    // Files are opened a group at a time (up to INDEX_GROUP_BYTES of them), and the index is sized
+    // once for the whole group before its entries go in. Growing it entry by entry (doubling, then
+    // compacting) left about three times its final size in dropped buffers: 28 MiB more at the
+    // peak for the Linux tree's 3.4 MB of index files, against about 10 MiB this way.
+    const groups: ObjectInfo[][] = [[]];
+    let groupBytes = 0;
+    for await (const o of this.storage.list('index')) {
+      if (this.indexFiles.has(o.name)) continue;
+      if (groupBytes + o.size > INDEX_GROUP_BYTES && groups[groups.length - 1]!.length > 0) {
+        groups.push([]);
+        groupBytes = 0;
       }
-    });
+      groups[groups.length - 1]!.push(o);
+      groupBytes += o.size;
+    }
+    for (const group of groups) {
+      const opened: Array<{ name: string; file: IndexBody }> = [];
+      await mapLimit(group, 8, async ({ name }) => {
+        try {
+          const bytes = await this.readIndexBytes(name);
+          try {
+            opened.push({ name, file: openIndexBody(this.keys.enc, bytes) });
+          } catch (err) {
+            throw corrupt('index', name, err instanceof Error ? err.message : String(err));
+          }
+        } catch (err) {
+          if (!isBulwarkError(err, 'INDEX_CORRUPT')) throw err;
+          this.damagedIndexes.push(err);
+        }
+      });
+      this.index.reserve(this.index.count + opened.reduce((n, o) => n + o.file.blobs, 0));
+      // Taken out one at a time, so each body is garbage once fed.
+      for (let o = opened.pop(); o !== undefined; o = opened.pop()) {
+        feedIndexBody(o.file, this.indexSink);
+        this.indexFiles.add(o.name);
+      }
+    }
     this.index.compact();
     if (this.damagedIndexes.length > 0) await recoverPacks(this);
   }
