@@ -16,6 +16,7 @@ import { isBulwarkError } from '../src/errors.js';
 import { BlobIndex, BlobType, PackTable, SharedIndexReader, type BlobLocation } from '../src/pack/blob-index.js';
 import { decodeIndex, decodeTrailer, encodeIndex, encodeTrailer, type PackBlob, type PackDescriptor } from '../src/pack/formats.js';
 import { addSlot, unlock } from '../src/repo/key-slots.js';
+import { Repository } from '../src/repo/repository.js';
 import { MemoryStorage } from '../src/storage/memory.js';
 import { CHEAP_KDF, DIST_SRC } from './fault-helpers.js';
 
@@ -138,6 +139,40 @@ describe('BlobIndex', () => {
       assert.deepEqual(got, { found: n, falsePos: 0, shared: true });
     } finally {
       await w.terminate();
+    }
+  });
+});
+
+describe('Repository.loadIndex', () => {
+  it('loads index files in groups, sized once per group: every entry found, at most 64 bytes each, a damaged file recorded', async () => {
+    const storage = new MemoryStorage();
+    const repo = await Repository.init(storage, 'pw', { kdf: CHEAP_KDF });
+    const all: Buffer[] = [];
+    for (let f = 0; f < 5; f++) {
+      const packs: PackDescriptor[] = [];
+      for (let p = 0; p < 3; p++) {
+        const blobs: PackBlob[] = [];
+        for (let b = 0; b < 700; b++) {
+          const id = randomBytes(32);
+          all.push(id);
+          blobs.push({ id, offset: b * 100, stored: 100, raw: 200 });
+        }
+        packs.push({ id: randomBytes(32), type: BlobType.data, blobs });
+      }
+      const bytes = encodeIndex(repo.keys.enc, packs);
+      await storage.write({ kind: 'index', name: createHash('sha256').update(bytes).digest('hex') }, bytes);
+    }
+    const junk = randomBytes(500);
+    await storage.write({ kind: 'index', name: createHash('sha256').update(junk).digest('hex') }, junk);
+    for (const groupBytes of [1, 64 * MiB]) {
+      const r = await Repository.open(storage, 'pw');
+      await r.loadIndex(groupBytes);
+      assert.equal(r.index.count, all.length, `groups of ${groupBytes} bytes`);
+      for (const id of all) assert.ok(r.index.has(id));
+      assert.ok(r.index.bytesPerEntry() <= 64, `${r.index.bytesPerEntry()} bytes per entry`);
+      assert.equal(r.indexFiles.size, 5);
+      assert.equal(r.damagedIndexes.length, 1);
+      assert.equal(r.damagedIndexes[0]!.code, 'INDEX_CORRUPT');
     }
   });
 });

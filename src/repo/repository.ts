@@ -182,21 +182,21 @@ export class Repository {
    * it is recorded in `damagedIndexes`, and the packs it listed can be indexed again from their
    * trailers (`recoverPacks`, which every backup runs), so one bad file blocks nothing.
    */
-  async loadIndex(): Promise<void> {
+  async loadIndex(groupBytes = INDEX_GROUP_BYTES): Promise<void> {
     // Files are opened a group at a time (up to INDEX_GROUP_BYTES of them), and the index is sized
     // once for the whole group before its entries go in. Growing it entry by entry (doubling, then
     // compacting) left about three times its final size in dropped buffers: 28 MiB more at the
     // peak for the Linux tree's 3.4 MB of index files, against about 10 MiB this way.
     const groups: ObjectInfo[][] = [[]];
-    let groupBytes = 0;
+    let inGroup = 0;
     for await (const o of this.storage.list('index')) {
       if (this.indexFiles.has(o.name)) continue;
-      if (groupBytes + o.size > INDEX_GROUP_BYTES && groups[groups.length - 1]!.length > 0) {
+      if (inGroup + o.size > groupBytes && groups[groups.length - 1]!.length > 0) {
         groups.push([]);
-        groupBytes = 0;
+        inGroup = 0;
       }
       groups[groups.length - 1]!.push(o);
-      groupBytes += o.size;
+      inGroup += o.size;
     }
     for (const group of groups) {
       const opened: Array<{ name: string; file: IndexBody }> = [];
