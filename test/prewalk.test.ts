@@ -69,6 +69,32 @@ describe('pre-walk', () => {
     assert.equal(w.held, 0, 'no listing beyond the tree');
   });
 
+  it('listings cut from shared slabs keep their own stats (more entries than two slabs hold)', async () => {
+    // 2 slabs hold about 26,000 entries; each file's size is unique, so a listing whose stats
+    // overlapped another's would show a wrong size.
+    const root = newRoot();
+    const dirs = 300;
+    const files = 100;
+    for (let d = 0; d < dirs; d++) {
+      fs.mkdirSync(path.join(root, `d${d}`));
+      for (let f = 0; f < files; f++) fs.writeFileSync(path.join(root, `d${d}`, `f${f}`), Buffer.alloc(d * files + f));
+    }
+    // One big directory too, which gets an array of its own.
+    fs.mkdirSync(path.join(root, 'zbig'));
+    for (let f = 0; f < 4000; f++) fs.writeFileSync(path.join(root, 'zbig', `f${f}`), Buffer.alloc(f % 7));
+    const w = new Prewalk([root], new Excluder([]), 1_000_000).start();
+    await finish(w);
+    const listings = [...Array(dirs).keys()].map((d) => w.take(path.join(root, `d${d}`)));
+    const big = w.take(path.join(root, 'zbig'));
+    for (let d = 0; d < dirs; d++) {
+      const l = listings[d];
+      assert.ok(l !== undefined && l.names.length === files, `listing of d${d}`);
+      l.names.forEach((n, i) => assert.equal(l.stats[i * STAT_FIELDS + 8], d * files + Number(n.slice(1)), `d${d}/${n}`));
+    }
+    assert.ok(big !== undefined && big.names.length === 4000);
+    big.names.forEach((n, i) => assert.equal(big.stats[i * STAT_FIELDS + 8], Number(n.slice(1)) % 7, `zbig/${n}`));
+  });
+
   it('walks a source path inside another source path once', () => {
     assert.deepEqual(prewalkRoots(['/a/b', '/a', '/c/', '/ab', '/a/b/c']), ['/a', '/ab', '/c']);
     assert.deepEqual(prewalkRoots(['/x', '/']), ['/']);

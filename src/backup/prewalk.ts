@@ -28,6 +28,13 @@ export interface Listing {
 /** How long one slice of the pre-walk runs before it yields to the event loop. */
 const SLICE_MS = 4;
 
+/**
+ * Listings' stats are cut from slabs of this many numbers (1 MiB) instead of one array per
+ * directory: thousands of small arrays are as many malloc'd blocks, whose freed space the process
+ * keeps, while a slab is one mapping that is returned whole once its listings are taken.
+ */
+const SLAB_FIELDS = 128 * 1024;
+
 export class Prewalk {
   private readonly cache = new Map<string, Listing>();
   /** Directories still to list, the next one last; `queued` holds the same names. */
@@ -38,6 +45,8 @@ export class Prewalk {
   private heldEntries = 0;
   private stopped = false;
   private timer: NodeJS.Immediate | undefined;
+  private slab = new Float64Array(0);
+  private slabUsed = 0;
 
   /** `roots` are absolute paths; those that are not directories are left to the archiver. */
   constructor(
@@ -126,6 +135,19 @@ export class Prewalk {
     this.schedule();
   }
 
+  /** A zeroed array for `n` entries' stats, cut from the current slab (a big listing gets its own). */
+  private statsFor(n: number): Float64Array {
+    const size = n * STAT_FIELDS;
+    if (size > SLAB_FIELDS / 4) return new Float64Array(size);
+    if (this.slabUsed + size > this.slab.length) {
+      this.slab = new Float64Array(SLAB_FIELDS);
+      this.slabUsed = 0;
+    }
+    const out = this.slab.subarray(this.slabUsed, this.slabUsed + size);
+    this.slabUsed += size;
+    return out;
+  }
+
   private list(dir: string): void {
     let names: string[];
     try {
@@ -134,7 +156,7 @@ export class Prewalk {
       return; // the archiver lists it again and reports the error
     }
     if (!this.excluder.empty) names = names.filter((n) => !this.excluder.excluded(childPath(dir, n)));
-    const stats = new Float64Array(names.length * STAT_FIELDS);
+    const stats = this.statsFor(names.length);
     const subdirs: string[] = [];
     for (let i = 0; i < names.length; i++) {
       const child = childPath(dir, names[i]!);
