@@ -123,7 +123,7 @@ export interface IndexFile {
   packs: PackDescriptor[];
 }
 
-/** Receives an index file's entries without an object per blob (see `loadIndexEntries`). */
+/** Receives an index file's entries without an object per blob (see `feedIndexBody`). */
 export interface IndexSink {
   /** A pack of the file; returns the number the blobs refer to. */
   pack(id: Uint8Array, type: BlobTypeCode): number;
@@ -132,16 +132,12 @@ export interface IndexSink {
 }
 
 /**
- * Decodes an index file straight into `sink`, for bulk loads (every command loads the whole
- * index): `decodeIndex` builds an object per blob, which for a repository of a few hundred
- * thousand blobs cost more in garbage collection than the decoding itself. The layout is checked
- * in full before the first entry is passed on, so a bad file adds nothing.
+ * An index file opened and checked in full, not yet passed to a sink. Bulk loads (every command
+ * loads the whole index) open files with `openIndexBody` and feed them with `feedIndexBody`, with
+ * no object per blob: `decodeIndex` builds one per blob, which for a repository of a few hundred
+ * thousand blobs cost more in garbage collection than the decoding itself. The layout is checked in
+ * full when the file is opened, so a bad file adds nothing.
  */
-export function loadIndexEntries(encKey: Uint8Array, sealed: Uint8Array, sink: IndexSink): void {
-  feedIndexBody(openIndexBody(encKey, sealed), sink);
-}
-
-/** An index file opened and checked in full, not yet passed to a sink (see `openIndexBody`). */
 export interface IndexBody {
   body: Buffer;
   /** Blob entries in the file: a caller can size its index once before feeding several files. */
